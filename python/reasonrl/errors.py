@@ -1,0 +1,25 @@
+"""The exceptions reasonrl raises. The Rust core raises these same classes.
+
+``ReasonRLError`` is the base of all of them; each subclass also derives from the built-in
+exception a user would expect (``ValueError`` for bad arguments), so ``except ValueError`` works.
+"""
+
+from __future__ import annotations
+
+__all__ = ["ReasonRLError", "InvalidInputError", "ThreadPoolError", "RustPanicError"]
+
+
+class ReasonRLError(Exception):
+    """Base class of every error raised by reasonrl."""
+
+
+class InvalidInputError(ReasonRLError, ValueError):
+    """An argument has the wrong type, shape, length, dtype or value; the message names it."""
+
+
+class ThreadPoolError(ReasonRLError, RuntimeError):
+    """The worker thread pool could not be created."""
+
+
+class RustPanicError(ReasonRLError, RuntimeError):
+    """A bug inside the Rust core. The interpreter keeps running; please report the message."""

@@ -1,0 +1,439 @@
+//! Group-relative advantages: GRPO and its variants.
+//!
+//! A batch holds N sampled responses; `group_ids[i]` names the prompt response `i` answers. Each
+//! estimator turns the scalar reward of every response into an advantage relative to the other
+//! responses of its group:
+//!
+//! | estimator       | advantage of response i in group g (n valid members)                     |
+//! |-----------------|--------------------------------------------------------------------------|
+//! | `Grpo`          | (r_i − mean_g) / (std_g + eps), std with Bessel's correction; n < 2 → 0 |
+//! | `DrGrpo`        | r_i − mean_g (Dr. GRPO drops the std division)                           |
+//! | `Rloo`          | r_i − mean of the other n − 1 members = n/(n−1)·(r_i − mean_g); n < 2 → 0 |
+//! | `ReinforcePlusPlus` | s_i = r_i − mean_g, then whitened over the whole batch: (s_i − mean(s)) / (std(s) + eps) |
+//!
+//! A NaN reward means "could not be computed": it is left out of every statistic (the group
+//! mean, std and size, and the batch whitening) and its advantage is 0. ±∞ is rejected.
+//!
+//! Groups may have any size and need not be contiguous. The common layout (each group's
+//! responses next to each other) is detected and costs one hash lookup per group instead of one
+//! per response.
+
+use std::str::FromStr;
+
+use rayon::prelude::*;
+use rustc_hash::FxHashMap;
+
+use crate::error::{Error, Result};
+
+/// Minimum items per rayon task: below this, splitting costs more than it saves.
+const MIN_ITEMS_PER_TASK: usize = 4096;
+
+/// The advantage estimators. See the module docs for the formulas.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Estimator {
+    Grpo,
+    DrGrpo,
+    Rloo,
+    ReinforcePlusPlus,
+}
+
+impl Estimator {
+    pub const NAMES: [&'static str; 4] = ["grpo", "dr_grpo", "rloo", "reinforce_pp"];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Estimator::Grpo => "grpo",
+            Estimator::DrGrpo => "dr_grpo",
+            Estimator::Rloo => "rloo",
+            Estimator::ReinforcePlusPlus => "reinforce_pp",
+        }
+    }
+}
+
+impl FromStr for Estimator {
+    type Err = Error;
+
+    fn from_str(name: &str) -> Result<Self> {
+        match name {
+            "grpo" => Ok(Estimator::Grpo),
+            "dr_grpo" => Ok(Estimator::DrGrpo),
+            "rloo" => Ok(Estimator::Rloo),
+            "reinforce_pp" | "reinforce++" => Ok(Estimator::ReinforcePlusPlus),
+            other => Err(Error::invalid(
+                "estimator",
+                format!("unknown estimator {other:?}; expected one of {:?}", Estimator::NAMES),
+            )),
+        }
+    }
+}
+
+/// A reward value as stored by the caller (float32 or float64 arrays cross the boundary as-is).
+pub trait Reward: Copy + Send + Sync {
+    fn to_f64(self) -> f64;
+}
+
+impl Reward for f32 {
+    fn to_f64(self) -> f64 {
+        f64::from(self)
+    }
+}
+
+impl Reward for f64 {
+    fn to_f64(self) -> f64 {
+        self
+    }
+}
+
+/// Which group each response belongs to, as dense indices 0..G, plus each group's members.
+#[derive(Debug)]
+pub struct Groups {
+    /// `sample_group[i]` ∈ 0..G: the dense group of response i.
+    pub sample_group: Vec<u32>,
+    /// Group g's members are `members[offsets[g]..offsets[g + 1]]`; when every group is one
+    /// contiguous run of responses, `members` is `None` and that range is the response indices.
+    offsets: Vec<usize>,
+    members: Option<Vec<u32>>,
+}
+
+impl Groups {
+    /// Builds the grouping of `group_ids` (any integers, in any order).
+    pub fn new(group_ids: &[i64]) -> Result<Self> {
+        if group_ids.len() >= u32::MAX as usize {
+            return Err(Error::invalid("group_ids", "more than 2^32 - 1 responses"));
+        }
+        let mut dense: FxHashMap<i64, u32> = FxHashMap::default();
+        let mut sample_group = Vec::with_capacity(group_ids.len());
+        let mut runs = 0usize;
+        let mut previous: Option<i64> = None;
+        let mut current = 0u32;
+        for &id in group_ids {
+            if previous != Some(id) {
+                runs += 1;
+                let next = dense.len() as u32;
+                current = *dense.entry(id).or_insert(next);
+                previous = Some(id);
+            }
+            sample_group.push(current);
+        }
+        let n_groups = dense.len();
+
+        // Count members per group, then prefix-sum into CSR offsets.
+        let mut offsets = vec![0usize; n_groups + 1];
+        for &g in &sample_group {
+            offsets[g as usize + 1] += 1;
+        }
+        for g in 0..n_groups {
+            offsets[g + 1] += offsets[g];
+        }
+        // One run per group and groups first seen in order means the ranges already are the
+        // member lists (dense ids are assigned in order of first appearance).
+        let members = if runs == n_groups {
+            None
+        } else {
+            let mut cursor = offsets[..n_groups].to_vec();
+            let mut members = vec![0u32; group_ids.len()];
+            for (i, &g) in sample_group.iter().enumerate() {
+                members[cursor[g as usize]] = i as u32;
+                cursor[g as usize] += 1;
+            }
+            Some(members)
+        };
+        Ok(Groups { sample_group, offsets, members })
+    }
+
+    pub fn len(&self) -> usize {
+        self.offsets.len() - 1
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The response indices of group `g`.
+    pub fn members(&self, g: usize) -> Members<'_> {
+        let range = self.offsets[g]..self.offsets[g + 1];
+        match &self.members {
+            None => Members::Run(range),
+            Some(list) => Members::Scattered(list[range].iter()),
+        }
+    }
+}
+
+/// Iterator over one group's response indices (see [`Groups::members`]).
+pub enum Members<'a> {
+    Run(std::ops::Range<usize>),
+    Scattered(std::slice::Iter<'a, u32>),
+}
+
+impl Iterator for Members<'_> {
+    type Item = usize;
+
+    fn next(&mut self) -> Option<usize> {
+        match self {
+            Members::Run(range) => range.next(),
+            Members::Scattered(iter) => iter.next().map(|&i| i as usize),
+        }
+    }
+}
+
+/// Statistics of one group's valid (non-NaN) rewards.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GroupStats {
+    pub valid: u32,
+    pub mean: f64,
+    /// Sample standard deviation (Bessel's correction); 0 when fewer than 2 valid rewards.
+    pub std: f64,
+    /// Whether every valid reward of the group is the same value (true for 0 or 1 valid).
+    pub all_equal: bool,
+}
+
+fn group_stats<R: Reward>(rewards: &[R], members: Members<'_>) -> GroupStats {
+    // Two passes over the group (mean, then squared deviations) for numerical stability; the
+    // members are a handful of cache lines, so the second pass is nearly free.
+    let values = || members_valid(rewards, members_clone(&members));
+    let (mut valid, mut sum) = (0u32, 0.0f64);
+    let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+    for r in values() {
+        valid += 1;
+        sum += r;
+        lo = lo.min(r);
+        hi = hi.max(r);
+    }
+    if valid == 0 {
+        return GroupStats { valid, mean: 0.0, std: 0.0, all_equal: true };
+    }
+    let mean = sum / f64::from(valid);
+    let std = if valid < 2 {
+        0.0
+    } else {
+        let squares: f64 = values().map(|r| (r - mean) * (r - mean)).sum();
+        (squares / f64::from(valid - 1)).sqrt()
+    };
+    GroupStats { valid, mean, std, all_equal: lo == hi }
+}
+
+fn members_clone<'a>(members: &Members<'a>) -> Members<'a> {
+    match members {
+        Members::Run(range) => Members::Run(range.clone()),
+        Members::Scattered(iter) => Members::Scattered(iter.clone()),
+    }
+}
+
+fn members_valid<'a, R: Reward>(
+    rewards: &'a [R],
+    members: Members<'a>,
+) -> impl Iterator<Item = f64> + 'a {
+    members.map(move |i| rewards[i].to_f64()).filter(|r| !r.is_nan())
+}
+
+/// Checks lengths and values; NaN is allowed (a missing reward), ±∞ is not.
+fn validate<R: Reward>(rewards: &[R], group_ids: &[i64]) -> Result<()> {
+    if rewards.len() != group_ids.len() {
+        return Err(Error::invalid(
+            "group_ids",
+            format!(
+                "length {} does not match `rewards` length {}",
+                group_ids.len(),
+                rewards.len()
+            ),
+        ));
+    }
+    if let Some(i) = rewards.iter().position(|r| r.to_f64().is_infinite()) {
+        return Err(Error::invalid(
+            "rewards",
+            format!(
+                "rewards[{i}] is {}; rewards must be finite (use NaN for a reward that could not \
+                 be computed)",
+                rewards[i].to_f64()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Per-group statistics for a validated batch, computed in parallel over groups.
+fn all_group_stats<R: Reward>(rewards: &[R], groups: &Groups) -> Vec<GroupStats> {
+    (0..groups.len())
+        .into_par_iter()
+        .with_min_len(MIN_ITEMS_PER_TASK / 16)
+        .map(|g| group_stats(rewards, groups.members(g)))
+        .collect()
+}
+
+/// Advantages of every response, as float32 (what the loss consumes).
+///
+/// Runs on the calling thread's rayon pool; wrap in [`crate::parallel::install`] to pick one.
+pub fn compute_advantages<R: Reward>(
+    rewards: &[R],
+    group_ids: &[i64],
+    estimator: Estimator,
+    eps: f64,
+) -> Result<Vec<f32>> {
+    validate(rewards, group_ids)?;
+    if !(eps.is_finite() && eps >= 0.0) {
+        return Err(Error::invalid("eps", format!("must be finite and >= 0, got {eps}")));
+    }
+    let groups = Groups::new(group_ids)?;
+    let stats = all_group_stats(rewards, &groups);
+
+    // centred[i] = r_i − mean_g scaled per estimator; None for a response with no advantage.
+    let centred = |i: usize| -> Option<f64> {
+        let r = rewards[i].to_f64();
+        let s = &stats[groups.sample_group[i] as usize];
+        if r.is_nan() {
+            return None;
+        }
+        let n = f64::from(s.valid);
+        match estimator {
+            Estimator::Grpo if s.valid < 2 => None,
+            Estimator::Grpo => Some((r - s.mean) / (s.std + eps)),
+            Estimator::DrGrpo | Estimator::ReinforcePlusPlus => Some(r - s.mean),
+            Estimator::Rloo if s.valid < 2 => None,
+            Estimator::Rloo => Some((r - s.mean) * n / (n - 1.0)),
+        }
+    };
+
+    let mut out = vec![0f32; rewards.len()];
+    match estimator {
+        Estimator::ReinforcePlusPlus => {
+            let centred: Vec<f64> = (0..rewards.len())
+                .into_par_iter()
+                .with_min_len(MIN_ITEMS_PER_TASK)
+                .map(|i| centred(i).unwrap_or(f64::NAN))
+                .collect();
+            let (mean, std, valid) = batch_mean_std(&centred);
+            if valid >= 2 {
+                out.par_iter_mut()
+                    .zip(centred.par_iter())
+                    .with_min_len(MIN_ITEMS_PER_TASK)
+                    .for_each(|(o, &s)| {
+                        if !s.is_nan() {
+                            *o = ((s - mean) / (std + eps)) as f32;
+                        }
+                    });
+            }
+        }
+        _ => {
+            out.par_iter_mut().enumerate().with_min_len(MIN_ITEMS_PER_TASK).for_each(|(i, o)| {
+                *o = centred(i).unwrap_or(0.0) as f32;
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Mean, sample std (Bessel) and count of the non-NaN values, in parallel.
+fn batch_mean_std(values: &[f64]) -> (f64, f64, usize) {
+    let valid = || values.par_iter().with_min_len(MIN_ITEMS_PER_TASK).filter(|v| !v.is_nan());
+    let (count, sum) = valid().map(|&v| (1usize, v)).reduce(|| (0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));
+    if count == 0 {
+        return (0.0, 0.0, 0);
+    }
+    let mean = sum / count as f64;
+    if count < 2 {
+        return (mean, 0.0, count);
+    }
+    let squares: f64 = valid().map(|&v| (v - mean) * (v - mean)).sum();
+    (mean, (squares / (count - 1) as f64).sqrt(), count)
+}
+
+/// DAPO dynamic sampling: `true` for every response whose group carries a learning signal, i.e.
+/// has at least two valid rewards that are not all equal. All-correct and all-wrong groups get
+/// zero advantage under every estimator, so training on them only dilutes the batch.
+pub fn filter_groups<R: Reward>(rewards: &[R], group_ids: &[i64]) -> Result<Vec<bool>> {
+    validate(rewards, group_ids)?;
+    let groups = Groups::new(group_ids)?;
+    let stats = all_group_stats(rewards, &groups);
+    Ok(groups
+        .sample_group
+        .par_iter()
+        .with_min_len(MIN_ITEMS_PER_TASK)
+        .map(|&g| !stats[g as usize].all_equal)
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn approx(a: &[f32], b: &[f64]) {
+        assert_eq!(a.len(), b.len());
+        for (x, y) in a.iter().zip(b) {
+            assert!((f64::from(*x) - y).abs() < 1e-5, "{a:?} vs {b:?}");
+        }
+    }
+
+    #[test]
+    fn grpo_matches_hand_computed_values() {
+        // Group 7: [1, 0, 0, 1] → mean 0.5, sample std sqrt(1/3).
+        let rewards = [1.0f64, 0.0, 0.0, 1.0, 3.0];
+        let ids = [7, 7, 7, 7, 2];
+        let adv = compute_advantages(&rewards, &ids, Estimator::Grpo, 0.0).unwrap();
+        let z = 0.5 / (1.0f64 / 3.0).sqrt();
+        approx(&adv, &[z, -z, -z, z, 0.0]);
+    }
+
+    #[test]
+    fn scattered_groups_equal_contiguous_groups() {
+        let rewards = [0.1f32, 0.9, 0.4, 0.3, 0.8, 0.2];
+        let contiguous = compute_advantages(&rewards, &[1, 1, 1, 2, 2, 2], Estimator::Grpo, 1e-6).unwrap();
+        // The same responses, interleaved.
+        let order = [0usize, 3, 1, 4, 2, 5];
+        let shuffled_rewards: Vec<f32> = order.iter().map(|&i| rewards[i]).collect();
+        let shuffled_ids = [1, 2, 1, 2, 1, 2];
+        let shuffled = compute_advantages(&shuffled_rewards, &shuffled_ids, Estimator::Grpo, 1e-6).unwrap();
+        for (k, &i) in order.iter().enumerate() {
+            assert_eq!(shuffled[k], contiguous[i]);
+        }
+    }
+
+    #[test]
+    fn rloo_is_leave_one_out() {
+        let rewards = [1.0f64, 2.0, 6.0];
+        let adv = compute_advantages(&rewards, &[0, 0, 0], Estimator::Rloo, 0.0).unwrap();
+        approx(&adv, &[1.0 - 4.0, 2.0 - 3.5, 6.0 - 1.5]);
+    }
+
+    #[test]
+    fn nan_rewards_are_left_out_and_get_zero() {
+        let rewards = [1.0f64, f64::NAN, 3.0];
+        let adv = compute_advantages(&rewards, &[0, 0, 0], Estimator::DrGrpo, 0.0).unwrap();
+        approx(&adv, &[-1.0, 0.0, 1.0]);
+    }
+
+    #[test]
+    fn reinforce_pp_whitens_over_the_batch() {
+        let rewards = [1.0f64, 0.0, 5.0, 1.0];
+        let adv = compute_advantages(&rewards, &[0, 0, 1, 1], Estimator::ReinforcePlusPlus, 0.0).unwrap();
+        // s = [0.5, -0.5, 2, -2]; mean 0, std = sqrt((0.25+0.25+4+4)/3).
+        let sd = (8.5f64 / 3.0).sqrt();
+        approx(&adv, &[0.5 / sd, -0.5 / sd, 2.0 / sd, -2.0 / sd]);
+    }
+
+    #[test]
+    fn filter_keeps_only_groups_with_signal() {
+        let rewards = [1.0f64, 1.0, 0.0, 1.0, 5.0, f64::NAN, 2.0];
+        let ids = [0, 0, 1, 1, 2, 3, 3];
+        assert_eq!(
+            filter_groups(&rewards, &ids).unwrap(),
+            [false, false, true, true, false, false, false]
+        );
+    }
+
+    #[test]
+    fn bad_input_is_an_error_naming_the_argument() {
+        let err = compute_advantages(&[1.0f64], &[0, 1], Estimator::Grpo, 1e-6).unwrap_err();
+        assert!(matches!(err, Error::InvalidInput { argument: "group_ids", .. }));
+        let err = compute_advantages(&[f64::INFINITY], &[0], Estimator::Grpo, 1e-6).unwrap_err();
+        assert!(matches!(err, Error::InvalidInput { argument: "rewards", .. }));
+        let err = compute_advantages(&[1.0f64], &[0], Estimator::Grpo, -1.0).unwrap_err();
+        assert!(matches!(err, Error::InvalidInput { argument: "eps", .. }));
+        assert!("grpo2".parse::<Estimator>().is_err());
+    }
+
+    #[test]
+    fn empty_batch_gives_empty_output() {
+        let adv = compute_advantages::<f32>(&[], &[], Estimator::Grpo, 1e-6).unwrap();
+        assert!(adv.is_empty());
+    }
+}

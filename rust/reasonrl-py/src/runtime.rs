@@ -1,0 +1,26 @@
+//! The one way bindings run batch work: GIL released, on reasonrl's thread pool, panics caught.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use pyo3::prelude::*;
+use reasonrl_core::parallel;
+
+use crate::errors::{panic_to_py_err, to_py_err};
+
+/// Runs `work` with the GIL released on a pool of `threads` workers (default: the configured
+/// count). Core errors become their Python exception; a panic becomes `RustPanicError`.
+///
+/// Arguments must be extracted from Python objects *before* calling this: nothing inside `work`
+/// may touch the interpreter.
+pub fn run_detached<T, F>(py: Python<'_>, threads: Option<usize>, work: F) -> PyResult<T>
+where
+    T: Send,
+    F: FnOnce() -> reasonrl_core::Result<T> + Send,
+{
+    let outcome = py.detach(|| catch_unwind(AssertUnwindSafe(|| parallel::install(threads, work))));
+    match outcome {
+        Ok(Ok(Ok(value))) => Ok(value),
+        Ok(Ok(Err(error))) | Ok(Err(error)) => Err(to_py_err(error)),
+        Err(payload) => Err(panic_to_py_err(payload)),
+    }
+}
