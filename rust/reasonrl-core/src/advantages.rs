@@ -20,13 +20,10 @@
 
 use std::str::FromStr;
 
-use rayon::prelude::*;
 use rustc_hash::FxHashMap;
 
 use crate::error::{Error, Result};
-
-/// Minimum items per rayon task: below this, splitting costs more than it saves.
-const MIN_ITEMS_PER_TASK: usize = 4096;
+use crate::parallel::{map_indices, sum_indices};
 
 /// The advantage estimators. See the module docs for the formulas.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -231,11 +228,7 @@ fn validate<R: Reward>(rewards: &[R], group_ids: &[i64]) -> Result<()> {
     if rewards.len() != group_ids.len() {
         return Err(Error::invalid(
             "group_ids",
-            format!(
-                "length {} does not match `rewards` length {}",
-                group_ids.len(),
-                rewards.len()
-            ),
+            format!("length {} does not match `rewards` length {}", group_ids.len(), rewards.len()),
         ));
     }
     if let Some(i) = rewards.iter().position(|r| r.to_f64().is_infinite()) {
@@ -251,18 +244,14 @@ fn validate<R: Reward>(rewards: &[R], group_ids: &[i64]) -> Result<()> {
     Ok(())
 }
 
-/// Per-group statistics for a validated batch, computed in parallel over groups.
+/// Per-group statistics for a validated batch (parallel over groups inside the pool).
 fn all_group_stats<R: Reward>(rewards: &[R], groups: &Groups) -> Vec<GroupStats> {
-    (0..groups.len())
-        .into_par_iter()
-        .with_min_len(MIN_ITEMS_PER_TASK / 16)
-        .map(|g| group_stats(rewards, groups.members(g)))
-        .collect()
+    map_indices(groups.len(), |g| group_stats(rewards, groups.members(g)))
 }
 
 /// Advantages of every response, as float32 (what the loss consumes).
 ///
-/// Runs on the calling thread's rayon pool; wrap in [`crate::parallel::install`] to pick one.
+/// Parallel when run inside the pool ([`crate::parallel::install`]), serial otherwise.
 pub fn compute_advantages<R: Reward>(
     rewards: &[R],
     group_ids: &[i64],
@@ -276,8 +265,8 @@ pub fn compute_advantages<R: Reward>(
     let groups = Groups::new(group_ids)?;
     let stats = all_group_stats(rewards, &groups);
 
-    // centred[i] = r_i − mean_g scaled per estimator; None for a response with no advantage.
-    let centred = |i: usize| -> Option<f64> {
+    // The advantage before any batch-level step; None for a response that gets 0.
+    let group_relative = |i: usize| -> Option<f64> {
         let r = rewards[i].to_f64();
         let s = &stats[groups.sample_group[i] as usize];
         if r.is_nan() {
@@ -285,56 +274,28 @@ pub fn compute_advantages<R: Reward>(
         }
         let n = f64::from(s.valid);
         match estimator {
-            Estimator::Grpo if s.valid < 2 => None,
+            Estimator::Grpo | Estimator::Rloo if s.valid < 2 => None,
             Estimator::Grpo => Some((r - s.mean) / (s.std + eps)),
             Estimator::DrGrpo | Estimator::ReinforcePlusPlus => Some(r - s.mean),
-            Estimator::Rloo if s.valid < 2 => None,
             Estimator::Rloo => Some((r - s.mean) * n / (n - 1.0)),
         }
     };
 
-    let mut out = vec![0f32; rewards.len()];
-    match estimator {
-        Estimator::ReinforcePlusPlus => {
-            let centred: Vec<f64> = (0..rewards.len())
-                .into_par_iter()
-                .with_min_len(MIN_ITEMS_PER_TASK)
-                .map(|i| centred(i).unwrap_or(f64::NAN))
-                .collect();
-            let (mean, std, valid) = batch_mean_std(&centred);
-            if valid >= 2 {
-                out.par_iter_mut()
-                    .zip(centred.par_iter())
-                    .with_min_len(MIN_ITEMS_PER_TASK)
-                    .for_each(|(o, &s)| {
-                        if !s.is_nan() {
-                            *o = ((s - mean) / (std + eps)) as f32;
-                        }
-                    });
-            }
-        }
-        _ => {
-            out.par_iter_mut().enumerate().with_min_len(MIN_ITEMS_PER_TASK).for_each(|(i, o)| {
-                *o = centred(i).unwrap_or(0.0) as f32;
-            });
-        }
+    if estimator != Estimator::ReinforcePlusPlus {
+        return Ok(map_indices(rewards.len(), |i| group_relative(i).unwrap_or(0.0) as f32));
     }
-    Ok(out)
-}
-
-/// Mean, sample std (Bessel) and count of the non-NaN values, in parallel.
-fn batch_mean_std(values: &[f64]) -> (f64, f64, usize) {
-    let valid = || values.par_iter().with_min_len(MIN_ITEMS_PER_TASK).filter(|v| !v.is_nan());
-    let (count, sum) = valid().map(|&v| (1usize, v)).reduce(|| (0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));
-    if count == 0 {
-        return (0.0, 0.0, 0);
+    // REINFORCE++: whiten the group-centred rewards over the whole batch.
+    let centred = map_indices(rewards.len(), group_relative);
+    let (sum, valid) = sum_indices(centred.len(), |i| centred[i]);
+    if valid < 2 {
+        return Ok(vec![0.0; rewards.len()]);
     }
-    let mean = sum / count as f64;
-    if count < 2 {
-        return (mean, 0.0, count);
-    }
-    let squares: f64 = valid().map(|&v| (v - mean) * (v - mean)).sum();
-    (mean, (squares / (count - 1) as f64).sqrt(), count)
+    let mean = sum / valid as f64;
+    let (squares, _) = sum_indices(centred.len(), |i| centred[i].map(|s| (s - mean) * (s - mean)));
+    let std = (squares / (valid - 1) as f64).sqrt();
+    Ok(map_indices(centred.len(), |i| {
+        centred[i].map_or(0.0, |s| ((s - mean) / (std + eps)) as f32)
+    }))
 }
 
 /// DAPO dynamic sampling: `true` for every response whose group carries a learning signal, i.e.
@@ -344,12 +305,7 @@ pub fn filter_groups<R: Reward>(rewards: &[R], group_ids: &[i64]) -> Result<Vec<
     validate(rewards, group_ids)?;
     let groups = Groups::new(group_ids)?;
     let stats = all_group_stats(rewards, &groups);
-    Ok(groups
-        .sample_group
-        .par_iter()
-        .with_min_len(MIN_ITEMS_PER_TASK)
-        .map(|&g| !stats[g as usize].all_equal)
-        .collect())
+    Ok(map_indices(rewards.len(), |i| !stats[groups.sample_group[i] as usize].all_equal))
 }
 
 #[cfg(test)]
@@ -376,12 +332,14 @@ mod tests {
     #[test]
     fn scattered_groups_equal_contiguous_groups() {
         let rewards = [0.1f32, 0.9, 0.4, 0.3, 0.8, 0.2];
-        let contiguous = compute_advantages(&rewards, &[1, 1, 1, 2, 2, 2], Estimator::Grpo, 1e-6).unwrap();
+        let contiguous =
+            compute_advantages(&rewards, &[1, 1, 1, 2, 2, 2], Estimator::Grpo, 1e-6).unwrap();
         // The same responses, interleaved.
         let order = [0usize, 3, 1, 4, 2, 5];
         let shuffled_rewards: Vec<f32> = order.iter().map(|&i| rewards[i]).collect();
         let shuffled_ids = [1, 2, 1, 2, 1, 2];
-        let shuffled = compute_advantages(&shuffled_rewards, &shuffled_ids, Estimator::Grpo, 1e-6).unwrap();
+        let shuffled =
+            compute_advantages(&shuffled_rewards, &shuffled_ids, Estimator::Grpo, 1e-6).unwrap();
         for (k, &i) in order.iter().enumerate() {
             assert_eq!(shuffled[k], contiguous[i]);
         }
@@ -404,7 +362,8 @@ mod tests {
     #[test]
     fn reinforce_pp_whitens_over_the_batch() {
         let rewards = [1.0f64, 0.0, 5.0, 1.0];
-        let adv = compute_advantages(&rewards, &[0, 0, 1, 1], Estimator::ReinforcePlusPlus, 0.0).unwrap();
+        let adv =
+            compute_advantages(&rewards, &[0, 0, 1, 1], Estimator::ReinforcePlusPlus, 0.0).unwrap();
         // s = [0.5, -0.5, 2, -2]; mean 0, std = sqrt((0.25+0.25+4+4)/3).
         let sd = (8.5f64 / 3.0).sqrt();
         approx(&adv, &[0.5 / sd, -0.5 / sd, 2.0 / sd, -2.0 / sd]);

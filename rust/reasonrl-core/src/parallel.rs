@@ -5,30 +5,37 @@
 //! in the child, so the first parallel call deadlocks. We keep our own pool, remember the pid
 //! that built it, and build a fresh one when called from a different process.
 
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 
+use rayon::prelude::*;
 use rayon::ThreadPool;
 
 use crate::error::{Error, Result};
 
-struct PoolSlot {
-    pool: Arc<ThreadPool>,
-    threads: usize,
+/// Pools by thread count, so alternating `threads=` arguments do not rebuild pools; all of them
+/// belong to the process `owner_pid`.
+struct Pools {
+    by_threads: HashMap<usize, Arc<ThreadPool>>,
     owner_pid: u32,
 }
 
-static POOL: Mutex<Option<PoolSlot>> = Mutex::new(None);
+static POOLS: Mutex<Option<Pools>> = Mutex::new(None);
 /// 0 = "not set": use `default_threads()`.
 static REQUESTED_THREADS: Mutex<usize> = Mutex::new(0);
 
 /// Threads used when none were requested: `REASONRL_NUM_THREADS` if set to a positive integer,
-/// else the number of CPUs this process may run on.
+/// else the number of CPUs this process may run on. Read once: `available_parallelism` reads
+/// cgroup files, far too slow for every call.
 pub fn default_threads() -> usize {
-    std::env::var("REASONRL_NUM_THREADS")
-        .ok()
-        .and_then(|v| v.trim().parse::<usize>().ok())
-        .filter(|&n| n > 0)
-        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+    static DEFAULT: OnceLock<usize> = OnceLock::new();
+    *DEFAULT.get_or_init(|| {
+        std::env::var("REASONRL_NUM_THREADS")
+            .ok()
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .filter(|&n| n > 0)
+            .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+    })
 }
 
 /// Sets the number of worker threads for later batch calls; 0 restores the default.
@@ -52,20 +59,60 @@ pub fn install<R: Send>(threads: Option<usize>, op: impl FnOnce() -> R + Send) -
     Ok(pool.install(op))
 }
 
+/// Batches smaller than this run serially on the calling thread: handing a few microseconds of
+/// work to the pool and waking it costs more than the work.
+pub const SERIAL_BELOW: usize = 16_384;
+
+/// Like [`install`], but a batch of fewer than [`SERIAL_BELOW`] items (or a single thread) runs
+/// on the calling thread. `op` must then use [`map_indices`] / [`sum_indices`], which run serially
+/// outside the pool, rather than raw `par_iter` (that would start rayon's global pool).
+pub fn install_sized<R: Send>(
+    threads: Option<usize>,
+    items: usize,
+    op: impl FnOnce() -> R + Send,
+) -> Result<R> {
+    let threads = threads.filter(|&n| n > 0).unwrap_or_else(num_threads);
+    if items < SERIAL_BELOW || threads == 1 {
+        Ok(op())
+    } else {
+        install(Some(threads), op)
+    }
+}
+
+/// Minimum items per rayon task: below this, splitting costs more than it saves.
+const MIN_ITEMS_PER_TASK: usize = 2048;
+
+/// `(0..n).map(f).collect()`, in parallel when called inside the pool, serially otherwise.
+pub fn map_indices<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync + Send) -> Vec<T> {
+    if rayon::current_thread_index().is_some() {
+        (0..n).into_par_iter().with_min_len(MIN_ITEMS_PER_TASK).map(f).collect()
+    } else {
+        (0..n).map(f).collect()
+    }
+}
+
+/// Sum of `f(i)` over `0..n`, skipping `None`, with the count of `Some`; parallel inside the pool.
+pub fn sum_indices(n: usize, f: impl Fn(usize) -> Option<f64> + Sync + Send) -> (f64, usize) {
+    let add = |a: (f64, usize), b: (f64, usize)| (a.0 + b.0, a.1 + b.1);
+    let term = |i| f(i).map_or((0.0, 0), |v| (v, 1));
+    if rayon::current_thread_index().is_some() {
+        (0..n).into_par_iter().with_min_len(MIN_ITEMS_PER_TASK).map(term).reduce(|| (0.0, 0), add)
+    } else {
+        (0..n).map(term).fold((0.0, 0), add)
+    }
+}
+
 fn pool_with(threads: usize) -> Result<Arc<ThreadPool>> {
     let pid = std::process::id();
-    let mut slot = lock(&POOL);
-    if let Some(current) = slot.as_ref() {
-        if current.owner_pid == pid && current.threads == threads {
-            return Ok(current.pool.clone());
-        }
+    let mut pools = lock(&POOLS);
+    if pools.as_ref().is_some_and(|p| p.owner_pid != pid) {
+        // Inherited through fork: their threads do not exist here, and dropping the pools would
+        // try to wake them. Leaking a few small allocations per fork is the safe choice.
+        std::mem::forget(pools.take());
     }
-    if let Some(stale) = slot.take() {
-        if stale.owner_pid != pid {
-            // Inherited through fork: its threads do not exist here, and dropping it would try to
-            // wake them. Leaking one small allocation per fork is the safe choice.
-            std::mem::forget(stale);
-        }
+    let pools = pools.get_or_insert_with(|| Pools { by_threads: HashMap::new(), owner_pid: pid });
+    if let Some(pool) = pools.by_threads.get(&threads) {
+        return Ok(pool.clone());
     }
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
@@ -73,7 +120,7 @@ fn pool_with(threads: usize) -> Result<Arc<ThreadPool>> {
         .build()
         .map_err(|e| Error::ThreadPool(e.to_string()))?;
     let pool = Arc::new(pool);
-    *slot = Some(PoolSlot { pool: pool.clone(), threads, owner_pid: pid });
+    pools.by_threads.insert(threads, pool.clone());
     Ok(pool)
 }
 
@@ -86,7 +133,26 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rayon::prelude::*;
+
+    #[test]
+    fn map_and_sum_agree_inside_and_outside_the_pool() {
+        let n = 50_000;
+        let serial = map_indices(n, |i| i * 3);
+        let parallel = install(Some(2), || map_indices(n, |i| i * 3)).unwrap();
+        assert_eq!(serial, parallel);
+        let f = |i: usize| (i % 7 != 0).then_some(i as f64);
+        let (s, c) = sum_indices(n, f);
+        assert_eq!(install(Some(2), || sum_indices(n, f)).unwrap(), (s, c));
+        assert_eq!(c, n - n.div_ceil(7));
+    }
+
+    #[test]
+    fn small_batches_run_on_the_calling_thread() {
+        assert_eq!(install_sized(Some(2), 10, rayon::current_thread_index).unwrap(), None);
+        assert!(install_sized(Some(2), SERIAL_BELOW, rayon::current_thread_index)
+            .unwrap()
+            .is_some());
+    }
 
     #[test]
     fn install_runs_on_requested_thread_count() {

@@ -6,7 +6,7 @@ use reasonrl_core::advantages::{self, Estimator};
 use reasonrl_core::Error;
 
 use crate::errors::to_py_err;
-use crate::runtime::run_detached;
+use crate::runtime::run_detached_sized;
 
 /// A float32 or float64 rewards array, borrowed without copying.
 enum Rewards<'py> {
@@ -39,7 +39,9 @@ fn extract_group_ids<'py>(group_ids: &Bound<'py, PyAny>) -> PyResult<PyReadonlyA
 /// "numpy array of dtype int32 and shape (4, 2)" or the Python type name.
 fn describe(object: &Bound<'_, PyAny>) -> String {
     match object.cast::<numpy::PyUntypedArray>() {
-        Ok(array) => format!("numpy array of dtype {} and shape {:?}", array.dtype(), array.shape()),
+        Ok(array) => {
+            format!("numpy array of dtype {} and shape {:?}", array.dtype(), array.shape())
+        }
         Err(_) => match object.get_type().name() {
             Ok(name) => format!("an object of type {name}"),
             Err(_) => "an object of unknown type".to_string(),
@@ -51,9 +53,7 @@ fn contiguous<'a, T: numpy::Element>(
     array: &'a PyReadonlyArray1<'_, T>,
     argument: &'static str,
 ) -> PyResult<&'a [T]> {
-    array
-        .as_slice()
-        .map_err(|_| to_py_err(Error::invalid(argument, "array must be C-contiguous")))
+    array.as_slice().map_err(|_| to_py_err(Error::invalid(argument, "array must be C-contiguous")))
 }
 
 /// See `reasonrl.compute_advantages` for the documented Python API.
@@ -74,11 +74,15 @@ pub fn compute_advantages<'py>(
     let advantages = match &rewards {
         Rewards::F32(r) => {
             let r = contiguous(r, "rewards")?;
-            run_detached(py, threads, || advantages::compute_advantages(r, ids, estimator, eps))?
+            run_detached_sized(py, threads, r.len(), || {
+                advantages::compute_advantages(r, ids, estimator, eps)
+            })?
         }
         Rewards::F64(r) => {
             let r = contiguous(r, "rewards")?;
-            run_detached(py, threads, || advantages::compute_advantages(r, ids, estimator, eps))?
+            run_detached_sized(py, threads, r.len(), || {
+                advantages::compute_advantages(r, ids, estimator, eps)
+            })?
         }
     };
     Ok(advantages.into_pyarray(py))
@@ -99,11 +103,11 @@ pub fn filter_groups<'py>(
     let keep = match &rewards {
         Rewards::F32(r) => {
             let r = contiguous(r, "rewards")?;
-            run_detached(py, threads, || advantages::filter_groups(r, ids))?
+            run_detached_sized(py, threads, r.len(), || advantages::filter_groups(r, ids))?
         }
         Rewards::F64(r) => {
             let r = contiguous(r, "rewards")?;
-            run_detached(py, threads, || advantages::filter_groups(r, ids))?
+            run_detached_sized(py, threads, r.len(), || advantages::filter_groups(r, ids))?
         }
     };
     Ok(keep.into_pyarray(py))

@@ -18,6 +18,31 @@ where
     F: FnOnce() -> reasonrl_core::Result<T> + Send,
 {
     let outcome = py.detach(|| catch_unwind(AssertUnwindSafe(|| parallel::install(threads, work))));
+    into_py_result(outcome)
+}
+
+/// [`run_detached`] for cheap per-item work written with `parallel::map_indices`: a batch of
+/// fewer than `parallel::SERIAL_BELOW` items runs on the calling thread (GIL still released),
+/// which saves the pool hand-off that would dominate a small call.
+pub fn run_detached_sized<T, F>(
+    py: Python<'_>,
+    threads: Option<usize>,
+    items: usize,
+    work: F,
+) -> PyResult<T>
+where
+    T: Send,
+    F: FnOnce() -> reasonrl_core::Result<T> + Send,
+{
+    let outcome = py.detach(|| {
+        catch_unwind(AssertUnwindSafe(|| parallel::install_sized(threads, items, work)))
+    });
+    into_py_result(outcome)
+}
+
+type Outcome<T> = std::thread::Result<reasonrl_core::Result<reasonrl_core::Result<T>>>;
+
+fn into_py_result<T>(outcome: Outcome<T>) -> PyResult<T> {
     match outcome {
         Ok(Ok(Ok(value))) => Ok(value),
         Ok(Ok(Err(error))) | Ok(Err(error)) => Err(to_py_err(error)),

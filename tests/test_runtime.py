@@ -1,0 +1,108 @@
+"""The guarantees every batch call into Rust makes: panics become exceptions, the GIL is
+released, the thread count is configurable, and parallelism keeps working after fork()."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import reasonrl
+from reasonrl import RustPanicError
+
+
+def test_panic_on_a_worker_thread_becomes_an_exception():
+    with pytest.raises(RustPanicError, match="deliberate test panic"):
+        reasonrl._core._panic_for_test("deliberate test panic")
+    assert issubclass(RustPanicError, reasonrl.ReasonRLError)
+    # The pool and the interpreter are still usable afterwards.
+    np.testing.assert_allclose(reasonrl.compute_advantages([0.0, 2.0], [1, 1], "dr_grpo"), [-1.0, 1.0])
+
+
+def test_thread_count_is_settable_and_results_do_not_depend_on_it():
+    default = reasonrl.get_num_threads()
+    assert default >= 1
+    rng = np.random.default_rng(1)
+    rewards = rng.random(100_000)
+    group_ids = rng.integers(0, 5000, size=rewards.size)
+    try:
+        reasonrl.set_num_threads(1)
+        assert reasonrl.get_num_threads() == 1
+        single = reasonrl.compute_advantages(rewards, group_ids)
+        reasonrl.set_num_threads(3)
+        assert reasonrl.get_num_threads() == 3
+        np.testing.assert_array_equal(reasonrl.compute_advantages(rewards, group_ids), single)
+        np.testing.assert_array_equal(reasonrl.compute_advantages(rewards, group_ids, threads=2), single)
+    finally:
+        reasonrl.set_num_threads(0)
+    assert reasonrl.get_num_threads() == default
+
+
+def test_default_thread_count_comes_from_environment():
+    code = "import reasonrl; print(reasonrl.get_num_threads())"
+    env = dict(os.environ, REASONRL_NUM_THREADS="5")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "5"
+
+
+def test_gil_is_released_during_a_batch_call():
+    """While Rust works on a large batch, another Python thread must keep running.
+
+    The worker records the start and end of each Rust call; the main thread records timestamps
+    as fast as it can. If the GIL were held, no main-thread timestamp could fall strictly inside
+    a call window.
+    """
+    rewards = np.random.default_rng(2).random(4_000_000)
+    group_ids = np.random.default_rng(3).integers(0, 200_000, size=rewards.size)
+    windows: list[tuple[float, float]] = []
+    done = threading.Event()
+
+    def worker() -> None:
+        for _ in range(4):
+            start = time.perf_counter()
+            reasonrl.compute_advantages(rewards, group_ids, threads=1)
+            windows.append((start, time.perf_counter()))
+        done.set()
+
+    thread = threading.Thread(target=worker)
+    ticks: list[float] = []
+    thread.start()
+    while not done.is_set():
+        ticks.append(time.perf_counter())
+    thread.join()
+    inside = [t for t in ticks for start, end in windows if start + 1e-3 < t < end - 1e-3]
+    assert len(inside) > 100, f"main thread made no progress during Rust calls: windows={windows}"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is not available on this platform")
+def test_parallel_calls_work_in_a_forked_child():
+    rewards = np.random.default_rng(4).random(200_000)
+    group_ids = np.repeat(np.arange(12_500), 16)
+    expected = reasonrl.compute_advantages(rewards, group_ids, threads=2)  # the parent's pool exists now
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: a deadlock here would hang, so the parent enforces a deadline
+        os.close(read_end)
+        try:
+            got = reasonrl.compute_advantages(rewards, group_ids, threads=2)
+            os.write(write_end, b"ok" if np.array_equal(got, expected) else b"mismatch")
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        finished, _ = os.waitpid(pid, os.WNOHANG)
+        if finished:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        pytest.fail("compute_advantages deadlocked in a forked child")
+    assert os.read(read_end, 16) == b"ok"
+    os.close(read_end)
