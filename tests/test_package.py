@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import reasonrl
-from conftest import REPO_ROOT
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def _built_wheel() -> Path:

@@ -1,5 +1,6 @@
 # Type stubs for the compiled module `reasonrl._core` (rust/reasonrl-py). Checked against the
 # built module by `python -m mypy.stubtest reasonrl._core` in the test command.
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -24,3 +25,42 @@ def filter_groups(
     *,
     threads: int | None = None,
 ) -> np.ndarray[Any, np.dtype[np.bool_]]: ...
+def score_rewards(
+    components: list[tuple[str, str, float, dict[str, bool | int | float | str]]],
+    completions: Sequence[str],
+    *,
+    answers: Sequence[str] | None = None,
+    choices: Sequence[Sequence[str]] | None = None,
+    gold_choices: Sequence[int] | None = None,
+    group_ids: Sequence[int] | None = None,
+    lengths: Sequence[float] | None = None,
+    external: Sequence[tuple[str, Sequence[float]]] | None = None,
+    threads: int | None = None,
+) -> tuple[np.ndarray[Any, np.dtype[np.float64]], np.ndarray[Any, np.dtype[np.float64]]]: ...
+def math_extract_answer(text: str) -> str | None: ...
+def math_verify(
+    gold: str, pred: str, *, timeout_s: float = 1.0, rel_tol: float = 1e-6
+) -> bool: ...
+def math_verify_batch(
+    golds: Sequence[str],
+    preds: Sequence[str],
+    *,
+    threads: int | None = None,
+    timeout_s: float = 1.0,
+    rel_tol: float = 1e-6,
+) -> list[bool]: ...
+def math_parse(text: str, *, timeout_s: float = 1.0) -> str: ...
+
+# reasonrl.code: the sandboxed code runner (rust/reasonrl-py/src/code.rs).
+def run_code_tests(
+    programs: list[str],
+    tests: list[Any],
+    *,
+    interpreter: str,
+    expose: list[str],
+    timeout_s: float,
+    memory_mb: int,
+    max_output_mb: int,
+    threads: int | None = None,
+) -> list[tuple[str, int, int, float, str]]: ...
+def sandbox_capabilities() -> dict[str, Any]: ...

@@ -1,73 +1,162 @@
 """The ``reasonrl`` command line.
 
-    reasonrl demo            # offline end-to-end example, nothing downloaded
-    reasonrl info            # version, thread count, kernels backend availability
+    reasonrl demo [--output-dir runs/demo]                 offline R1 story in miniature (CPU, minutes)
+    reasonrl train CONFIG.yaml [--set key=value ...] [--resume]   a GRPO stage or a pipeline
+    reasonrl sft CONFIG.yaml [--set key=value ...]          a supervised cold-start stage
+    reasonrl eval --model PATH --data FILE [--format gsm8k] [--samples 4 --ks 1 4] [--json out.json]
+    reasonrl info                                           version, threads, sandbox, kernels
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
-import time
 from collections.abc import Sequence
-
-import numpy as np
+from pathlib import Path
 
 import reasonrl
+from reasonrl.config import ConfigError, PipelineConfig, StageConfig, load_config
+from reasonrl.errors import ReasonRLError
+
+
+def _quiet_transformers() -> None:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
 
 
 def _demo(args: argparse.Namespace) -> int:
-    """Scores a synthetic GRPO batch and turns it into advantages with every estimator.
+    _quiet_transformers()
+    from reasonrl.demo import DemoSettings, run_demo
 
-    A batch of ``prompts`` × ``group_size`` sampled answers: each prompt has a hidden difficulty,
-    each answer is right with that probability (reward 1) and well formatted with probability 0.9
-    (reward +0.1); some rewards are missing (NaN), as when a verifier times out.
-    """
-    rng = np.random.default_rng(args.seed)
-    n = args.prompts * args.group_size
-    solve_rate = rng.beta(0.7, 0.7, size=args.prompts)
-    group_ids = np.repeat(rng.permutation(10_000_000)[: args.prompts], args.group_size)
-    correct = rng.random(n) < np.repeat(solve_rate, args.group_size)
-    rewards = correct.astype(np.float32) + 0.1 * (rng.random(n) < 0.9)
-    rewards[rng.random(n) < 0.01] = np.nan
+    run_demo(args.output_dir, DemoSettings(seed=args.seed))
+    return 0
 
-    print(f"reasonrl {reasonrl.__version__}: {args.prompts} prompts x {args.group_size} answers, "
-          f"{reasonrl.get_num_threads()} threads")
-    keep = reasonrl.filter_groups(rewards, group_ids)
-    print(f"groups with a learning signal (DAPO filter): {keep.reshape(args.prompts, -1)[:, 0].mean():.1%}")
-    print(f"{'estimator':<14}{'mean |A|':>10}{'A(right)':>10}{'A(wrong)':>10}{'time':>10}")
-    for estimator in ("grpo", "dr_grpo", "rloo", "reinforce_pp"):
-        start = time.perf_counter()
-        adv = reasonrl.compute_advantages(rewards, group_ids, estimator)
-        elapsed = time.perf_counter() - start
-        print(f"{estimator:<14}{np.abs(adv).mean():>10.3f}{adv[correct].mean():>10.3f}"
-              f"{adv[~correct].mean():>10.3f}{elapsed * 1e3:>8.2f}ms")
 
-    lengths = rng.integers(8, 64, size=n)
-    mask = np.arange(64)[None, :] < lengths[:, None]
-    tokens = reasonrl.token_advantages(reasonrl.compute_advantages(rewards, group_ids), mask)
-    print(f"per-token advantages for the loss: shape {tokens.shape}, dtype {tokens.dtype}")
+def _load(args: argparse.Namespace, kind: str) -> StageConfig | PipelineConfig:
+    config = load_config(args.config, overrides=args.set or [])
+    if isinstance(config, StageConfig) and config.kind != kind:
+        raise ConfigError(f"kind: this is a {config.kind!r} stage; run it with `reasonrl {config.kind}`")
+    return config
+
+
+def _train(args: argparse.Namespace, kind: str = "grpo") -> int:
+    config = _load(args, kind)  # every config error surfaces here, before any model loads
+    _quiet_transformers()
+    from reasonrl.pipeline import run_pipeline, run_stage
+
+    if isinstance(config, PipelineConfig):
+        summaries = run_pipeline(config, resume=args.resume)
+        print(json.dumps(summaries, indent=2, default=str))
+    else:
+        summary = run_stage(config, resume=getattr(args, "resume", False))
+        print(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    _quiet_transformers()
+    from reasonrl.config import ModelConfig
+    from reasonrl.data import get_template, load_examples
+    from reasonrl.rollout import HFRollout, SamplingParams
+    from reasonrl.trainer.grpo import evaluate_policy
+    from reasonrl.trainer.models import load_model_and_tokenizer
+
+    if any(k > args.samples for k in args.ks):
+        raise ConfigError(f"--ks: every k must be <= --samples ({args.samples})")
+    examples = load_examples(args.data, format=args.format, limit=args.limit)
+    model, tokenizer = load_model_and_tokenizer(ModelConfig(name_or_path=args.model, dtype=args.dtype, device=args.device))
+    template = get_template(args.template, system_prompt=args.system_prompt)
+    sampling = SamplingParams(
+        temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens, greedy=args.greedy,
+    )
+    result = evaluate_policy(
+        HFRollout(model, tokenizer, batch_size=args.batch_size), tokenizer, template, examples,
+        samples=args.samples, ks=args.ks, sampling=sampling, batch_prompts=args.batch_size,
+    )
+    print(result.table())
+    if args.json:
+        Path(args.json).write_text(json.dumps(result.to_dict(), indent=2, default=str))
     return 0
 
 
 def _info(_: argparse.Namespace) -> int:
+    import importlib.util
+
     print(f"reasonrl {reasonrl.__version__}")
     print(f"threads: {reasonrl.get_num_threads()}")
+    if importlib.util.find_spec("reasonrl.code") is not None:
+        from reasonrl import code
+
+        print(f"sandbox: {code.sandbox_capabilities()}")
+    try:
+        import torch
+
+        print(f"torch {torch.__version__}, cuda: {torch.cuda.is_available()}")
+    except ImportError:
+        print("torch: not installed")
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="reasonrl", description=__doc__.split("\n")[0])
+def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="a stage or pipeline YAML file (see recipes/)")
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. algorithm.beta=0.04")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="reasonrl", description="RL with verifiable rewards for reasoning LLMs.")
     commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser("demo", help="offline end-to-end example")
-    demo.add_argument("--prompts", type=int, default=256)
-    demo.add_argument("--group-size", type=int, default=16)
+
+    demo = commands.add_parser("demo", help="offline R1 / Kimi k1.5 recipe on a tiny model (CPU, minutes)")
+    demo.add_argument("--output-dir", default="runs/demo")
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(run=_demo)
+
+    train = commands.add_parser("train", help="run a GRPO stage or a pipeline from a YAML config")
+    _add_config_arguments(train)
+    train.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in run.output_dir")
+    train.set_defaults(run=lambda a: _train(a, "grpo"))
+
+    sft = commands.add_parser("sft", help="run a supervised cold-start stage from a YAML config")
+    _add_config_arguments(sft)
+    sft.set_defaults(run=lambda a: _train(a, "sft"), resume=False)
+
+    ev = commands.add_parser("eval", help="pass@k, maj@k, mean tokens and format rate of a model")
+    ev.add_argument("--model", required=True, help="a local model folder or hub id")
+    ev.add_argument("--data", required=True, help="a local data file (jsonl/json/parquet/csv) or data set name")
+    ev.add_argument("--format", default=None, help="a data preset: gsm8k, math, math500, aime, humaneval, mbpp, mmlu")
+    ev.add_argument("--template", default="r1_zero")
+    ev.add_argument("--system-prompt", default=None)
+    ev.add_argument("--limit", type=int, default=None)
+    ev.add_argument("--samples", type=int, default=1)
+    ev.add_argument("--ks", type=int, nargs="+", default=[1])
+    ev.add_argument("--greedy", action="store_true")
+    ev.add_argument("--temperature", type=float, default=0.6)
+    ev.add_argument("--top-p", type=float, default=0.95)
+    ev.add_argument("--max-new-tokens", type=int, default=1024)
+    ev.add_argument("--batch-size", type=int, default=32)
+    ev.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
+    ev.add_argument("--device", default="auto")
+    ev.add_argument("--json", default=None, help="also write the full result as JSON here")
+    ev.set_defaults(run=_eval)
+
     info = commands.add_parser("info", help="version and runtime settings")
     info.set_defaults(run=_info)
-    args = parser.parse_args(argv)
-    return int(args.run(args))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.run(args))
+    except ConfigError as error:
+        print(f"reasonrl: config error: {error}", file=sys.stderr)
+        return 2
+    except ReasonRLError as error:
+        print(f"reasonrl: {error}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

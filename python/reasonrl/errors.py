@@ -6,7 +6,14 @@ exception a user would expect (``ValueError`` for bad arguments), so ``except Va
 
 from __future__ import annotations
 
-__all__ = ["ReasonRLError", "InvalidInputError", "ThreadPoolError", "RustPanicError"]
+__all__ = [
+    "ConfigError",
+    "InvalidInputError",
+    "ReasonRLError",
+    "RustPanicError",
+    "ThreadPoolError",
+    "TrainingError",
+]
 
 
 class ReasonRLError(Exception):
@@ -23,3 +30,11 @@ class ThreadPoolError(ReasonRLError, RuntimeError):
 
 class RustPanicError(ReasonRLError, RuntimeError):
     """A bug inside the Rust core. The interpreter keeps running; please report the message."""
+
+
+class ConfigError(ReasonRLError, ValueError):
+    """A configuration file or ``--set`` override is wrong; the message names the key."""
+
+
+class TrainingError(ReasonRLError, RuntimeError):
+    """Training cannot go on (e.g. the loss was not finite several steps in a row)."""

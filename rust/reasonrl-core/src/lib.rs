@@ -6,6 +6,9 @@
 
 pub mod advantages;
 pub mod error;
+pub mod math;
 pub mod parallel;
+pub mod rewards;
+pub mod sandbox;
 
 pub use error::{Error, Result};

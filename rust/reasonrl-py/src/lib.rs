@@ -3,8 +3,12 @@
 //! caught). Public, documented Python names live in `python/reasonrl/`; this module is private.
 
 mod advantages;
+mod code;
 mod errors;
+mod math;
+mod rewards;
 mod runtime;
+mod texts;
 
 use pyo3::prelude::*;
 use rayon::prelude::*;
@@ -45,5 +49,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_panic_for_test, m)?)?;
     m.add_function(wrap_pyfunction!(advantages::compute_advantages, m)?)?;
     m.add_function(wrap_pyfunction!(advantages::filter_groups, m)?)?;
+    m.add_function(wrap_pyfunction!(rewards::score_rewards, m)?)?;
+    math::register(m)?;
+    code::register(m)?;
     Ok(())
 }

@@ -1,0 +1,369 @@
+"""Run configuration: one typed object per stage, loaded from YAML and checked before anything
+heavy (a model, a data set) is loaded.
+
+    config = load_config("recipes/r1-zero.yaml", overrides=["algorithm.beta=0.04"])
+
+Unknown keys, wrong types, bad values and missing files are :class:`ConfigError` with the dotted
+path of the offending key. A file with a top-level ``stages:`` list is a pipeline: the stages run
+in order, each starting from the model the previous one saved.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+
+from reasonrl.errors import ConfigError
+
+__all__ = [
+    "AlgorithmConfig",
+    "ConfigError",
+    "DataConfig",
+    "EvalConfig",
+    "ModelConfig",
+    "OptimConfig",
+    "PipelineConfig",
+    "RolloutConfig",
+    "RunConfig",
+    "StageConfig",
+    "load_config",
+]
+
+
+@dataclass
+class ModelConfig:
+    """The policy: a Hugging Face causal LM by local path or hub id."""
+
+    name_or_path: str = ""
+    dtype: Literal["float32", "bfloat16", "float16", "auto"] = "float32"
+    gradient_checkpointing: bool = False
+    trust_remote_code: bool = False
+    device: str = "auto"  # "auto": cuda if available, else cpu
+
+
+@dataclass
+class DataConfig:
+    """Where the problems come from and how they become prompts."""
+
+    train: str = ""
+    eval: str | None = None
+    format: str | None = None  # a preset of reasonrl.data (gsm8k, math, aime, humaneval, mbpp, mmlu)
+    fields: dict[str, str] = field(default_factory=dict)
+    template: str = "r1_zero"  # r1_zero | chat | plain | a format string with {prompt}
+    system_prompt: str | None = None
+    train_limit: int | None = None
+    eval_limit: int | None = None
+    shuffle_seed: int = 0
+
+
+@dataclass
+class RolloutConfig:
+    """How completions are sampled."""
+
+    backend: Literal["hf", "vllm"] = "hf"
+    prompts_per_step: int = 8
+    group_size: int = 8  # G: completions per prompt
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int = 256
+    stop: list[str] = field(default_factory=list)
+    mask_truncated: bool = False  # drop the loss of completions that hit max_new_tokens
+    generation_batch_size: int | None = None  # sequences per generate call (None: all at once)
+
+
+@dataclass
+class AlgorithmConfig:
+    """The GRPO objective."""
+
+    estimator: Literal["grpo", "dr_grpo", "rloo", "reinforce_pp"] = "grpo"
+    eps_low: float = 0.2
+    eps_high: float = 0.2
+    beta: float = 0.0  # KL weight; the frozen reference model is only loaded when > 0
+    loss_type: Literal["grpo", "bnpo", "dapo", "dr_grpo"] = "dapo"
+    num_iterations: int = 1  # μ: optimisation passes over each batch of rollouts
+    mini_batches: int = 1  # optimizer steps per pass
+    micro_batch_size: int = 16  # sequences per forward/backward (gradient accumulation below)
+    dynamic_sampling: bool = False  # DAPO: drop groups whose rewards are all equal
+    kernel_backend: Literal["auto", "triton", "torch"] = "auto"
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-6
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.99)
+    warmup_steps: int = 0
+    schedule: Literal["cosine", "constant"] = "cosine"
+    min_lr_ratio: float = 0.1
+    max_grad_norm: float = 1.0
+
+
+@dataclass
+class EvalConfig:
+    every: int = 0  # steps between evaluations during training (0: only at the end)
+    samples: int = 1  # completions per problem
+    ks: list[int] = field(default_factory=lambda: [1])
+    greedy: bool = False
+    temperature: float = 1.0
+    max_new_tokens: int | None = None  # None: the rollout's
+
+
+@dataclass
+class RunConfig:
+    output_dir: str = "runs/run"
+    steps: int = 100
+    seed: int = 0
+    save_every: int = 0  # 0: only at the end (and on Ctrl-C)
+    log_completions_every: int = 10
+    max_consecutive_nonfinite: int = 3
+    tensorboard: bool = True
+    wandb_project: str | None = None
+    progress_bar: bool = True
+
+
+@dataclass
+class SFTOptions:
+    """The cold-start stage: next-token loss on response tokens only."""
+
+    epochs: int = 1
+    batch_size: int = 8
+    max_length: int = 1024
+    response_field: str = "response"
+
+
+@dataclass
+class StageConfig:
+    """One stage: GRPO (``kind: grpo``) or supervised cold start (``kind: sft``)."""
+
+    kind: Literal["grpo", "sft"] = "grpo"
+    name: str = ""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    reward: dict[str, dict[str, Any]] = field(default_factory=dict)
+    algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    sft: SFTOptions = field(default_factory=SFTOptions)
+
+    def validate(self) -> StageConfig:
+        """Checks that need more than one field; raises ConfigError."""
+        if not self.model.name_or_path:
+            raise ConfigError("model.name_or_path: required (a local path or a hub id)")
+        if not self.data.train:
+            raise ConfigError("data.train: required (a local file or a data set name)")
+        for key, path in (("data.train", self.data.train), ("data.eval", self.data.eval)):
+            if path and _looks_local(path) and not Path(path).exists():
+                raise ConfigError(f"{key}: file not found: {path}")
+        if self.kind == "grpo" and not self.reward:
+            raise ConfigError("reward: a GRPO stage needs at least one reward component")
+        positive = {
+            "rollout.prompts_per_step": self.rollout.prompts_per_step,
+            "rollout.group_size": self.rollout.group_size,
+            "rollout.max_new_tokens": self.rollout.max_new_tokens,
+            "algorithm.num_iterations": self.algorithm.num_iterations,
+            "algorithm.mini_batches": self.algorithm.mini_batches,
+            "algorithm.micro_batch_size": self.algorithm.micro_batch_size,
+            "run.steps": self.run.steps,
+            "eval.samples": self.eval.samples,
+        }
+        for key, value in positive.items():
+            if value < 1:
+                raise ConfigError(f"{key}: must be >= 1, got {value}")
+        if self.rollout.temperature <= 0:
+            raise ConfigError(f"rollout.temperature: must be > 0, got {self.rollout.temperature}")
+        if not 0 < self.rollout.top_p <= 1:
+            raise ConfigError(f"rollout.top_p: must be in (0, 1], got {self.rollout.top_p}")
+        if self.kind == "grpo" and self.rollout.group_size < 2:
+            raise ConfigError("rollout.group_size: GRPO needs at least 2 completions per prompt")
+        batch = self.rollout.prompts_per_step * self.rollout.group_size
+        if batch % self.algorithm.mini_batches:
+            raise ConfigError(
+                f"algorithm.mini_batches: {self.algorithm.mini_batches} does not divide the "
+                f"{batch} completions of a step"
+            )
+        if self.optim.lr <= 0:
+            raise ConfigError(f"optim.lr: must be > 0, got {self.optim.lr}")
+        if any(k > self.eval.samples for k in self.eval.ks):
+            raise ConfigError(f"eval.ks: every k must be <= eval.samples ({self.eval.samples})")
+        return self
+
+
+@dataclass
+class PipelineConfig:
+    """Stages run in order; each starts from the model the previous one saved."""
+
+    stages: list[StageConfig]
+    output_dir: str = "runs/pipeline"
+
+
+def _looks_local(path: str) -> bool:
+    return path.endswith((".jsonl", ".json", ".parquet", ".csv")) or path.startswith((".", "/", "~"))
+
+
+# ---- generic typed construction ----------------------------------------------------------------
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """`value` as type `tp`, or ConfigError naming `key`."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for option in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(value, option, key)
+            except ConfigError as error:
+                errors.append(str(error))
+        raise ConfigError(errors[0] if len(errors) == 1 else f"{key}: {value!r} matches none of {_type_name(tp)}")
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{key}: {value!r} is not one of {list(args)}")
+        return value
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {type(value).__name__}")
+        return _build(tp, value, key)  # type: ignore[arg-type]
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {type(value).__name__}")
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(value) != len(args):
+                raise ConfigError(f"{key}: expected {len(args)} items, got {len(value)}")
+            return tuple(_coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+        item = args[0] if args else Any
+        return [_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {type(value).__name__}")
+        value_type = args[1] if args else Any
+        return {str(k): _coerce(v, value_type, f"{key}.{k}") for k, v in value.items()}
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, str):
+            try:
+                value = float(value)  # YAML reads 1e-6 (no dot) as a string
+            except ValueError:
+                raise ConfigError(f"{key}: expected a number, got {value!r}") from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{key}: unsupported type {_type_name(tp)}")
+
+
+def _build(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        where = f"{prefix}." if prefix else ""
+        raise ConfigError(f"{where}{unknown[0]}: unknown key (known: {', '.join(sorted(names))})")
+    kwargs = {}
+    for name, value in data.items():
+        key = f"{prefix}.{name}" if prefix else name
+        kwargs[name] = _coerce(value, hints[name], key)
+    try:
+        return cls(**kwargs)
+    except TypeError as error:  # a required field without default
+        raise ConfigError(f"{prefix or cls.__name__}: {error}") from None
+
+
+def _apply_override(data: dict[str, Any], override: str) -> None:
+    if "=" not in override:
+        raise ConfigError(f"--set {override!r}: expected key=value")
+    dotted, raw = override.split("=", 1)
+    value = yaml.safe_load(raw) if raw.strip() else ""
+    parts = dotted.strip().split(".")
+    node = data
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {dotted}: {part} is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping")
+    return data
+
+
+def stage_from_dict(data: dict[str, Any], overrides: list[str] | tuple[str, ...] = ()) -> StageConfig:
+    data = dict(data)
+    for override in overrides:
+        _apply_override(data, override)
+    return _build(StageConfig, data).validate()
+
+
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> StageConfig | PipelineConfig:
+    """A stage or a pipeline from a YAML file, with ``key=value`` overrides applied.
+
+    Relative data paths in the file are taken relative to the current directory, as a user
+    typing them on the command line would expect. In a pipeline, ``stages[i].key=value`` is not
+    supported; overrides apply to every stage (e.g. ``run.seed=1``).
+    """
+    path = Path(path)
+    data = _read_yaml(path)
+    if "stages" in data:
+        unknown = sorted(set(data) - {"stages", "output_dir"})
+        if unknown:
+            raise ConfigError(f"{unknown[0]}: unknown key in a pipeline (known: output_dir, stages)")
+        if not isinstance(data["stages"], list) or not data["stages"]:
+            raise ConfigError("stages: expected a non-empty list of stages")
+        stages = []
+        for i, stage in enumerate(data["stages"]):
+            if isinstance(stage, str):  # a path to another stage file
+                stage = _read_yaml(path.parent / stage)
+            if not isinstance(stage, dict):
+                raise ConfigError(f"stages[{i}]: expected a mapping or a file name")
+            try:
+                stages.append(_stage_for_pipeline(stage, overrides, first=(i == 0)))
+            except ConfigError as error:
+                raise ConfigError(f"stages[{i}].{error}") from None
+        return PipelineConfig(stages=stages, output_dir=str(data.get("output_dir", "runs/pipeline")))
+    return stage_from_dict(data, overrides)
+
+
+def _stage_for_pipeline(stage: dict[str, Any], overrides: list[str] | tuple[str, ...], first: bool) -> StageConfig:
+    stage = dict(stage)
+    if not first:
+        # Later stages start from the previous stage's model; a placeholder passes validation and
+        # the pipeline runner fills in the real path.
+        stage.setdefault("model", {})
+        stage["model"] = {**stage["model"], "name_or_path": stage["model"].get("name_or_path") or "<previous stage>"}
+    return stage_from_dict(stage, overrides)

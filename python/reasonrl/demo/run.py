@@ -1,0 +1,182 @@
+"""`reasonrl demo`: the R1 story in miniature, offline, on a CPU, in a few minutes.
+
+    reasonrl demo [--output-dir runs/demo] [--seed 0]
+
+1. base model   a tiny causal LM (built here, random weights) reads bare equations
+2. cold start   SFT on a few long, verbose chains of thought in the R1 template
+3. GRPO         accuracy + format rewards                    → held-out accuracy rises
+4. long→short   GRPO with the Kimi k1.5 length penalty added  → responses shrink, accuracy holds
+
+Every stage uses the same trainers as `reasonrl train` / `reasonrl sft`. Accuracy is sampled
+pass@1 on held-out problems (never trained on) at the training temperature, the metric
+DeepSeek-R1 reports; greedy accuracy is shown beside it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import Qwen2Config, Qwen2ForCausalLM
+
+from reasonrl.config import stage_from_dict
+from reasonrl.data import Example, get_template
+from reasonrl.demo.task import PROMPT_TEMPLATE, AdditionTask
+from reasonrl.demo.tokenizer import build_char_tokenizer
+from reasonrl.pipeline import merge_metrics
+from reasonrl.report import write_report
+from reasonrl.rollout import HFRollout
+from reasonrl.trainer.grpo import GRPOTrainer, evaluate_policy
+from reasonrl.trainer.sft import SFTTrainer
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """Sizes chosen so the whole demo runs in a few minutes on 2 CPU cores."""
+
+    seed: int = 0
+    hidden_size: int = 64
+    layers: int = 3
+    heads: int = 4
+    n_train: int = 2000
+    n_heldout: int = 200
+    pretrain_lines: int = 48_000
+    pretrain_batch: int = 64
+    cold_start_examples: int = 512
+    cold_start_epochs: int = 10
+    grpo_steps: int = 60
+    length_steps: int = 40
+    prompts_per_step: int = 16
+    group_size: int = 8
+    eval_samples: int = 4
+    max_new_tokens: int = 64
+
+
+def build_tiny_model(vocab_size: int, tokenizer: Any, settings: DemoSettings) -> Qwen2ForCausalLM:
+    torch.manual_seed(settings.seed)
+    config = Qwen2Config(
+        vocab_size=vocab_size, hidden_size=settings.hidden_size, num_hidden_layers=settings.layers,
+        num_attention_heads=settings.heads, num_key_value_heads=settings.heads,
+        intermediate_size=3 * settings.hidden_size, max_position_embeddings=256, tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+    )
+    model = Qwen2ForCausalLM(config)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    return model
+
+
+def _stage(name: str, kind: str, output_dir: Path, settings: DemoSettings, **sections: Any) -> Any:
+    """A validated StageConfig for one demo stage (the same schema as a YAML recipe)."""
+    base: dict[str, Any] = {
+        "kind": kind,
+        "name": name,
+        "model": {"name_or_path": "demo:tiny-char-lm"},
+        "data": {"train": "demo:addition", "template": PROMPT_TEMPLATE},
+        "run": {"output_dir": str(output_dir / name), "seed": settings.seed, "tensorboard": False, "progress_bar": False},
+    }
+    for key, value in sections.items():
+        base[key] = {**base.get(key, {}), **value}
+    return stage_from_dict(base)
+
+
+def run_demo(output_dir: str | Path = "runs/demo", settings: DemoSettings | None = None, *, log: Any = print) -> dict[str, Any]:
+    settings = settings or DemoSettings()
+    root = Path(output_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(settings.seed)
+    tokenizer = build_char_tokenizer()
+    task = AdditionTask(seed=settings.seed)
+    train, heldout = task.problems(settings.n_train, settings.n_heldout)
+    model = build_tiny_model(len(tokenizer), tokenizer, settings)
+    template = get_template(PROMPT_TEMPLATE)
+    rollout = HFRollout(model, tokenizer)
+    rows: list[dict[str, Any]] = []
+
+    def evaluate(stage: str, seconds: float) -> dict[str, Any]:
+        sampled = _evaluate(rollout, tokenizer, template, heldout, settings, greedy=False)
+        greedy = _evaluate(rollout, tokenizer, template, heldout, settings, greedy=True)
+        row = {
+            "stage": stage, "accuracy": sampled["pass@1"], "greedy_accuracy": greedy["pass@1"],
+            "mean_tokens": sampled["mean_tokens"], "format_rate": sampled["format_rate"], "seconds": seconds,
+        }
+        rows.append(row)
+        log(f"  {stage:<12} held-out accuracy {row['accuracy']:.1%} (greedy {row['greedy_accuracy']:.1%}), "
+            f"mean tokens {row['mean_tokens']:.1f}, {seconds:.0f}s")
+        return row
+
+    log(f"reasonrl demo: {sum(p.numel() for p in model.parameters()):,}-parameter model, "
+        f"{len(train)} train / {len(heldout)} held-out addition problems")
+
+    # 1. A "base model": next-token prediction on bare equations, no template.
+    start = time.perf_counter()
+    corpus = [("", line) for line in task.pretraining_corpus(settings.pretrain_lines, heldout)]
+    pretrain = _stage("base", "sft", root, settings, sft={"epochs": 1, "batch_size": settings.pretrain_batch, "max_length": 32},
+                      optim={"lr": 3e-3, "warmup_steps": 50, "weight_decay": 0.01})
+    SFTTrainer(pretrain, model, tokenizer, corpus).train()
+    evaluate("base", time.perf_counter() - start)
+
+    # 2. Cold start: a few long chains of thought in the R1 template.
+    start = time.perf_counter()
+    cold = task.cold_start_examples(settings.cold_start_examples, heldout)
+    sft = _stage("cold_start", "sft", root, settings, sft={"epochs": settings.cold_start_epochs, "batch_size": 16, "max_length": 128},
+                 optim={"lr": 1e-3, "warmup_steps": 20})
+    SFTTrainer(sft, model, tokenizer, cold).train()
+    evaluate("cold_start", time.perf_counter() - start)
+
+    # 3. GRPO with accuracy + format rewards.
+    grpo_sections = {
+        "rollout": {"prompts_per_step": settings.prompts_per_step, "group_size": settings.group_size,
+                    "max_new_tokens": settings.max_new_tokens, "temperature": 1.0},
+        "algorithm": {"loss_type": "dapo", "micro_batch_size": 128, "beta": 0.0},
+        "optim": {"lr": 5e-4, "schedule": "constant", "max_grad_norm": 1.0},
+    }
+    r1_rewards = {
+        "accuracy": {"kind": "math_accuracy", "weight": 1.0},
+        "format": {"kind": "format", "weight": 0.5, "think_in_prompt": True},
+    }
+    start = time.perf_counter()
+    grpo = _stage("grpo", "grpo", root, settings, reward=r1_rewards, run={"steps": settings.grpo_steps}, **grpo_sections)
+    GRPOTrainer(grpo, model, tokenizer, train, template=template, rollout=rollout).train()
+    evaluate("grpo", time.perf_counter() - start)
+
+    # 4. Long → short: the same objective plus the Kimi k1.5 length penalty.
+    start = time.perf_counter()
+    short_rewards = {**r1_rewards, "length": {"kind": "kimi_length", "weight": 1.0}}
+    short = _stage("long2short", "grpo", root, settings, reward=short_rewards, run={"steps": settings.length_steps}, **grpo_sections)
+    GRPOTrainer(short, model, tokenizer, train, template=template, rollout=rollout).train()
+    evaluate("long2short", time.perf_counter() - start)
+
+    stages = ["base", "cold_start", "grpo", "long2short"]
+    merge_metrics([root / s for s in stages], root / "metrics.jsonl")
+    summary = {row["stage"]: {k: v for k, v in row.items() if k != "stage"} for row in rows}
+    (root / "summary.json").write_text(json.dumps(summary, indent=2))
+    model.save_pretrained(root / "final")
+    tokenizer.save_pretrained(root / "final")
+    report = write_report(root, title="reasonrl demo: R1 in miniature", summary=summary)
+    log("")
+    log(results_table(rows))
+    log(f"\nreport: {report}   final model: {root / 'final'} (AutoModelForCausalLM.from_pretrained)")
+    return {"rows": rows, "report": str(report), "model": str(root / "final")}
+
+
+def _evaluate(rollout: HFRollout, tokenizer: Any, template: Any, heldout: list[Example], settings: DemoSettings, *, greedy: bool) -> dict[str, Any]:
+    from reasonrl.rollout import SamplingParams
+
+    sampling = SamplingParams(temperature=1.0, max_new_tokens=settings.max_new_tokens, greedy=greedy)
+    result = evaluate_policy(rollout, tokenizer, template, heldout, samples=1 if greedy else settings.eval_samples, ks=[1], sampling=sampling)
+    return dict(result.summary)
+
+
+def results_table(rows: list[dict[str, Any]]) -> str:
+    lines = [f"{'stage':<12}{'accuracy':>10}{'greedy':>9}{'tokens':>9}{'format':>9}{'time':>8}"]
+    lines += [
+        f"{r['stage']:<12}{r['accuracy']:>10.1%}{r['greedy_accuracy']:>9.1%}{r['mean_tokens']:>9.1f}"
+        f"{r['format_rate']:>9.1%}{r['seconds']:>7.0f}s"
+        for r in rows
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,80 @@
+"""Running configured stages: one (``reasonrl train`` / ``reasonrl sft``) or a pipeline of them,
+each starting from the model the previous stage saved, with a report at the end."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+from reasonrl.config import PipelineConfig, StageConfig
+from reasonrl.data import get_template, load_examples
+from reasonrl.report import write_report
+
+
+def load_stage_data(config: StageConfig) -> tuple[list[Any], list[Any]]:
+    d = config.data
+    train = load_examples(d.train, format=d.format, fields=d.fields or None, limit=d.train_limit, shuffle_seed=d.shuffle_seed)
+    heldout = (
+        load_examples(d.eval, format=d.format, fields=d.fields or None, limit=d.eval_limit) if d.eval else []
+    )
+    return train, heldout
+
+
+def run_stage(config: StageConfig, *, resume: bool = False) -> dict[str, Any]:
+    """Loads the model and data of one stage and trains it; returns its summary.
+
+    The model is saved to ``<run.output_dir>/final`` in Hugging Face format.
+    """
+    # Imported here: a config error should surface before torch and transformers load.
+    from reasonrl.trainer.grpo import GRPOTrainer
+    from reasonrl.trainer.models import load_model_and_tokenizer
+    from reasonrl.trainer.sft import SFTTrainer, sft_pairs
+
+    train, heldout = load_stage_data(config)
+    model, tokenizer = load_model_and_tokenizer(config.model)
+    template = get_template(config.data.template, system_prompt=config.data.system_prompt)
+    if config.kind == "sft":
+        pairs = sft_pairs(train, template, tokenizer, config.sft.response_field)
+        summary = SFTTrainer(config, model, tokenizer, pairs).train()
+    else:
+        trainer = GRPOTrainer(config, model, tokenizer, train, eval_examples=heldout, template=template)
+        summary = trainer.train(resume=resume)
+    summary["model"] = str(Path(config.run.output_dir) / "final")
+    return summary
+
+
+def run_pipeline(pipeline: PipelineConfig, *, resume: bool = False) -> list[dict[str, Any]]:
+    """Runs the stages in order; stage k > 0 starts from stage k − 1's final model."""
+    root = Path(pipeline.output_dir)
+    summaries: list[dict[str, Any]] = []
+    previous_model: str | None = None
+    for index, stage in enumerate(pipeline.stages):
+        name = stage.name or f"stage{index}-{stage.kind}"
+        stage = dataclasses.replace(
+            stage,
+            name=name,
+            run=dataclasses.replace(stage.run, output_dir=str(root / name)),
+            model=dataclasses.replace(stage.model, name_or_path=previous_model or stage.model.name_or_path),
+        )
+        summary = run_stage(stage, resume=resume)
+        summary["stage"] = name
+        summaries.append(summary)
+        previous_model = summary["model"]
+    merge_metrics([root / s["stage"] for s in summaries], root / "metrics.jsonl")
+    write_report(root, title=f"reasonrl pipeline: {root.name}", summary={s["stage"]: (s.get("eval") or s.get("train") or {}) for s in summaries})
+    return summaries
+
+
+def merge_metrics(stage_dirs: list[Path], target: Path) -> None:
+    """One metrics file for the report: the stages' files, one after the other."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with target.open("w", encoding="utf-8") as out:
+        for directory in stage_dirs:
+            path = directory / "metrics.jsonl"
+            if path.exists():
+                for line in path.read_text(encoding="utf-8").splitlines():
+                    if line.strip():
+                        json.loads(line)  # fail here, naming no file, rather than in the plot
+                        out.write(line + "\n")

@@ -1,0 +1,312 @@
+"""Rule-based rewards for reasoning RL, scored for a whole batch in one GIL-free Rust call.
+
+A :class:`RewardSpec` is a list of named, weighted components. ``spec.score(completions, ...)``
+returns every component's values and their weighted total, so a trainer can log each one.
+
+Component kinds and their parameters (defaults in brackets):
+
+=================  ==========================================================================
+kind               value per completion
+=================  ==========================================================================
+math_accuracy      1 if the final answer equals the gold answer (``reasonrl.math.verify``).
+                   ``timeout_s`` [1.0]. Needs ``answers``.
+choice_accuracy    1 if the chosen option is the gold one. Needs ``choices`` and
+                   ``gold_choices`` (index or letter).
+format             the R1 template ``<think>…</think><answer>…</answer>``: ``strict`` [True]
+                   (nothing else around or between) or lenient; ``think_in_prompt`` [False]
+                   when the prompt already opened ``<think>``.
+tag_count          0.25 per template tag present exactly once (``think_in_prompt``).
+language           share of the chain of thought's words in ``target`` [``"latin"``] script
+                   (``"en"``, ``"zh"``, ``"cjk"``, ``"ru"``, …); math spans are skipped.
+kimi_length        Kimi k1.5, per prompt group: λ = 0.5 − (len − min)/(max − min); right
+                   answers get λ, wrong ones min(0, λ); all lengths equal → 0. Needs
+                   ``group_ids`` and an accuracy component.
+cosine_length      right answers: ``correct_short`` [1.0] at length 0 down to ``correct_long``
+                   [0.5] at ``max_len`` [1000]; wrong: ``wrong_short`` [-1.0] up to
+                   ``wrong_long`` [-0.5]; half a cosine in between. Needs an accuracy component.
+overlong           DAPO soft overlong punishment: 0 up to ``max_len`` [4096] − ``cache``
+                   [512], a linear ramp to −1 at ``max_len``, −1 beyond.
+repetition         ``max_penalty`` [−1.0] × share of repeated word ``n``-grams [3].
+python             a Python function with TRL's reward signature,
+                   ``fn(completions, **kwargs) -> list[float | None]`` (``is_accuracy``).
+=================  ==========================================================================
+
+Lengths are token counts when ``lengths`` is given, else characters. The accuracy component
+(the first ``*_accuracy`` one, or a ``python`` one marked ``is_accuracy``) decides which answers
+are right for the length components; an answer is right when its accuracy is 1.
+
+A ``None`` from a Python reward becomes NaN; a NaN component makes the total NaN, and
+``reasonrl.compute_advantages`` leaves NaN rewards out. Everything else that is wrong with the
+input (missing columns, mismatched lengths, ``None`` completions, unknown kinds or parameters)
+raises :class:`reasonrl.InvalidInputError` before any work is done.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from reasonrl import _core
+from reasonrl.errors import InvalidInputError
+
+__all__ = ["Component", "RewardScores", "RewardSpec", "completion_text"]
+
+RUST_KINDS = frozenset(
+    {
+        "math_accuracy",
+        "choice_accuracy",
+        "format",
+        "tag_count",
+        "language",
+        "kimi_length",
+        "cosine_length",
+        "overlong",
+        "repetition",
+    }
+)
+
+RewardFunction = Callable[..., Sequence[float | None]]
+
+
+@dataclass(frozen=True)
+class Component:
+    """One term of a reward: ``weight`` × the value of ``kind`` (see the module docs)."""
+
+    name: str
+    kind: str
+    weight: float = 1.0
+    params: Mapping[str, Any] = field(default_factory=dict)
+    fn: RewardFunction | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind == "python":
+            if not callable(self.fn):
+                raise InvalidInputError(
+                    f"invalid `components`: component {self.name!r} of kind 'python' needs a callable `fn`"
+                )
+            unknown = set(self.params) - {"is_accuracy"}
+            if unknown:
+                raise InvalidInputError(
+                    f"invalid `components`: component {self.name!r}: unknown parameter(s) {sorted(unknown)}"
+                )
+        elif self.kind not in RUST_KINDS:
+            raise InvalidInputError(
+                f"invalid `components`: component {self.name!r}: unknown kind {self.kind!r}; "
+                f"expected one of {sorted(RUST_KINDS | {'python'})}"
+            )
+        elif self.fn is not None:
+            raise InvalidInputError(
+                f"invalid `components`: component {self.name!r}: only kind 'python' takes `fn`"
+            )
+
+
+@dataclass(frozen=True)
+class RewardScores:
+    """Rewards of one batch: ``total`` (N,) and each component's (N,) values, by name."""
+
+    total: np.ndarray[Any, np.dtype[np.float64]]
+    components: dict[str, np.ndarray[Any, np.dtype[np.float64]]]
+
+    def metrics(self, prefix: str = "reward/") -> dict[str, float]:
+        """Batch means for logging (NaN values left out)."""
+        out = {f"{prefix}total": float(np.nanmean(self.total)) if self.total.size else 0.0}
+        for name, values in self.components.items():
+            out[f"{prefix}{name}"] = float(np.nanmean(values)) if values.size else 0.0
+        return out
+
+
+def completion_text(completion: Any, index: int = 0) -> str:
+    """The text of a completion given as a string or as a chat-message list.
+
+    For a message list (``[{"role": "assistant", "content": "..."}]``, as TRL passes
+    conversational completions) the assistant messages' contents are joined.
+    """
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, Sequence) and all(isinstance(m, Mapping) for m in completion):
+        parts = [m.get("content") for m in completion if m.get("role", "assistant") == "assistant"]
+        if all(isinstance(p, str) for p in parts):
+            return "".join(parts)  # type: ignore[arg-type]
+    raise InvalidInputError(
+        f"invalid `completions`: completions[{index}] is {type(completion).__name__}; expected a "
+        "string or a list of chat messages with string 'content'"
+    )
+
+
+def _choice_index(gold: Any, index: int) -> int:
+    if isinstance(gold, (int, np.integer)) and not isinstance(gold, bool):
+        return int(gold)
+    if isinstance(gold, str) and len(gold.strip().strip("()")) == 1 and gold.strip().strip("()").isalpha():
+        return ord(gold.strip().strip("()").upper()) - ord("A")
+    raise InvalidInputError(
+        f"invalid `gold_choices`: gold_choices[{index}] = {gold!r}; expected an option index or a letter"
+    )
+
+
+class RewardSpec:
+    """A weighted sum of reward components, scored in one parallel, GIL-free call.
+
+    >>> spec = RewardSpec([
+    ...     Component("accuracy", "math_accuracy"),
+    ...     Component("format", "format", 0.5, {"strict": False}),
+    ... ])
+    >>> scores = spec.score(["<think>2+2</think><answer>4</answer>"], answers=["4"])
+    >>> scores.total.tolist(), scores.components["accuracy"].tolist()
+    ([1.5], [1.0])
+    """
+
+    def __init__(self, components: Sequence[Component | Mapping[str, Any]]) -> None:
+        built = [c if isinstance(c, Component) else Component(**c) for c in components]
+        if not built:
+            raise InvalidInputError("invalid `components`: a reward needs at least one component")
+        names = [c.name for c in built]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise InvalidInputError(f"invalid `components`: duplicate component names {duplicates}")
+        self.components: tuple[Component, ...] = tuple(built)
+        self.__name__ = "reasonrl_reward"  # TRL logs reward functions by __name__
+        # Validate the Rust side now (unknown parameters, missing accuracy, ...) rather than on
+        # the first batch: scoring an empty batch runs every check and no work.
+        _core.score_rewards(
+            self._rust_components(), [], answers=[], choices=[], gold_choices=[], group_ids=[],
+            lengths=[], external=[(c.name, []) for c in self._python()],
+        )
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Mapping[str, Any]]) -> RewardSpec:
+        """From ``{name: {"kind": ..., "weight": ..., other params}}`` (the YAML form)."""
+        components = []
+        for name, entry in config.items():
+            entry = dict(entry)
+            kind = entry.pop("kind", name)
+            weight = entry.pop("weight", 1.0)
+            components.append(Component(name, kind, float(weight), entry))
+        return cls(components)
+
+    @classmethod
+    def r1_zero(cls, *, think_in_prompt: bool = True) -> RewardSpec:
+        """DeepSeek-R1-Zero: answer accuracy plus the strict template format."""
+        return cls([
+            Component("accuracy", "math_accuracy"),
+            Component("format", "format", 1.0, {"think_in_prompt": think_in_prompt}),
+        ])
+
+    @classmethod
+    def r1(cls, *, language: str = "en", think_in_prompt: bool = True) -> RewardSpec:
+        """DeepSeek-R1's reasoning RL: accuracy, format and language consistency of the CoT."""
+        return cls([
+            Component("accuracy", "math_accuracy"),
+            Component("format", "format", 1.0, {"think_in_prompt": think_in_prompt}),
+            Component("language", "language", 0.2, {"target": language}),
+        ])
+
+    @classmethod
+    def kimi_long2short(cls, *, think_in_prompt: bool = True, length_weight: float = 1.0) -> RewardSpec:
+        """Kimi k1.5's long→short stage: accuracy and format plus the group length penalty."""
+        return cls([
+            Component("accuracy", "math_accuracy"),
+            Component("format", "format", 1.0, {"think_in_prompt": think_in_prompt}),
+            Component("length", "kimi_length", length_weight),
+        ])
+
+    def _python(self) -> list[Component]:
+        return [c for c in self.components if c.kind == "python"]
+
+    def _rust_components(self) -> list[tuple[str, str, float, dict[str, Any]]]:
+        out = []
+        for c in self.components:
+            if c.kind == "python":
+                params = {"is_accuracy": bool(c.params.get("is_accuracy", False))}
+                out.append((c.name, "external", c.weight, params))
+            else:
+                out.append((c.name, c.kind, float(c.weight), dict(c.params)))
+        return out
+
+    def score(
+        self,
+        completions: Sequence[Any],
+        *,
+        prompts: Sequence[Any] | None = None,
+        answers: Sequence[str] | None = None,
+        choices: Sequence[Sequence[str]] | None = None,
+        gold_choices: Sequence[int | str] | None = None,
+        group_ids: Sequence[int] | np.ndarray[Any, Any] | None = None,
+        lengths: Sequence[float] | np.ndarray[Any, Any] | None = None,
+        threads: int | None = None,
+        **columns: Any,
+    ) -> RewardScores:
+        """Scores a batch.
+
+        Args:
+            completions: N strings, or N chat-message lists.
+            prompts: passed on to Python reward functions only.
+            answers: N gold answers (``math_accuracy``).
+            choices, gold_choices: N option lists and the right option (index or letter).
+            group_ids: N prompt-group ids (``kimi_length``).
+            lengths: N completion lengths in tokens (characters are counted otherwise).
+            threads: worker threads for this call.
+            **columns: extra data-set columns, passed on to Python reward functions.
+        """
+        texts = [completion_text(c, i) for i, c in enumerate(completions)]
+        # Cheap shape checks first, so a bad batch fails before any Python reward runs.
+        given = {"prompts": prompts, "answers": answers, "choices": choices,
+                 "gold_choices": gold_choices, "group_ids": group_ids, "lengths": lengths}
+        for argument, values in given.items():
+            if values is not None and len(values) != len(texts):
+                raise InvalidInputError(
+                    f"invalid `{argument}`: length {len(values)} does not match {len(texts)} completions"
+                )
+        external = []
+        for c in self._python():
+            assert c.fn is not None
+            kwargs = dict(columns)
+            if answers is not None:
+                kwargs.setdefault("answer", answers)
+            values = c.fn(completions=list(completions), prompts=prompts, **kwargs)
+            external.append((c.name, self._python_values(c.name, values, len(texts))))
+        matrix, total = _core.score_rewards(
+            self._rust_components(),
+            texts,
+            answers=None if answers is None else list(answers),
+            choices=None if choices is None else [list(c) for c in choices],
+            gold_choices=None if gold_choices is None else [_choice_index(g, i) for i, g in enumerate(gold_choices)],
+            group_ids=None if group_ids is None else [int(g) for g in np.asarray(group_ids).tolist()],
+            lengths=None if lengths is None else [float(x) for x in np.asarray(lengths).tolist()],
+            external=external,
+            threads=threads,
+        )
+        return RewardScores(total=total, components={c.name: matrix[k] for k, c in enumerate(self.components)})
+
+    @staticmethod
+    def _python_values(name: str, values: Any, n: int) -> list[float]:
+        try:
+            out = [float("nan") if v is None else float(v) for v in values]
+        except (TypeError, ValueError) as error:
+            raise InvalidInputError(
+                f"invalid `external`: reward function {name!r} returned a non-number ({error})"
+            ) from None
+        if len(out) != n:
+            raise InvalidInputError(
+                f"invalid `external`: reward function {name!r} returned {len(out)} values for {n} completions"
+            )
+        return out
+
+    def __call__(self, completions: Sequence[Any], **kwargs: Any) -> list[float]:
+        """TRL reward-function form: the totals as a list, so a spec can be passed to TRL.
+
+        TRL passes data-set columns as keyword arguments; an ``answer`` or ``solution`` column
+        serves as ``answers`` when that is not given.
+        """
+        if "answers" not in kwargs:
+            for column in ("answer", "solution"):
+                if column in kwargs:
+                    kwargs["answers"] = kwargs[column]
+                    break
+        return self.score(completions, **kwargs).total.tolist()
+
+    def __repr__(self) -> str:
+        terms = " + ".join(f"{c.weight:g}·{c.name}[{c.kind}]" for c in self.components)
+        return f"RewardSpec({terms})"

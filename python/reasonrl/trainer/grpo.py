@@ -1,0 +1,441 @@
+"""The GRPO trainer.
+
+One step, as in the paper (DeepSeekMath §4.1, DeepSeek-R1 §2.2):
+
+1. sample B prompts and G completions for each           ``rollout``
+2. score every completion with the rule-based rewards     ``score``      (one Rust call)
+3. turn rewards into group-relative advantages            ``advantages`` (one Rust call)
+4. log-probs of the old policy and the reference          ``logprobs``   (no grad)
+5. μ passes of clipped policy-gradient updates            ``update``     (Triton / torch loss)
+
+    trainer = GRPOTrainer(config, model, tokenizer, train_examples, eval_examples=heldout)
+    summary = trainer.train()
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+import signal
+import time
+from collections.abc import Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+from reasonrl.advantages import compute_advantages, filter_groups
+from reasonrl.config import StageConfig
+from reasonrl.data import Example, PromptTemplate, get_template
+from reasonrl.errors import ReasonRLError, TrainingError
+from reasonrl.evaluation import EvalResult, score_samples
+from reasonrl.kernels import grpo_loss, token_logprobs
+from reasonrl.rewards import RewardScores, RewardSpec
+from reasonrl.rollout import HFRollout, RolloutBackend, Rollouts, SamplingParams
+from reasonrl.trainer.checkpoint import latest_checkpoint, load_trainer_state, save_checkpoint
+from reasonrl.trainer.distributed import is_main_process, mean_across_ranks, rank, world_size
+from reasonrl.trainer.logging import RunLogger
+from reasonrl.trainer.optim import build_optimizer
+
+
+@dataclass
+class PolicyBatch:
+    """One step's packed rollouts: N = B·G rows (or fewer after dynamic sampling)."""
+
+    input_ids: torch.Tensor  # [N, P + T] prompt (left-padded) then completion (right-padded)
+    attention_mask: torch.Tensor  # [N, P + T]
+    completion_ids: torch.Tensor  # [N, T]
+    completion_mask: torch.Tensor  # [N, T] float: 1 for completion tokens that count in the loss
+    advantages: torch.Tensor  # [N]
+    old_logp: torch.Tensor | None = None  # [N, T]
+    ref_logp: torch.Tensor | None = None  # [N, T]
+
+    def __len__(self) -> int:
+        return self.input_ids.shape[0]
+
+    def rows(self, index: torch.Tensor | slice) -> PolicyBatch:
+        pick = lambda t: None if t is None else t[index]  # noqa: E731
+        return PolicyBatch(
+            self.input_ids[index], self.attention_mask[index], self.completion_ids[index],
+            self.completion_mask[index], self.advantages[index], pick(self.old_logp), pick(self.ref_logp),
+        )
+
+
+class PromptSampler:
+    """Walks the training set in a seeded random order, epoch after epoch; each rank takes its
+    own slice of every step's prompts, so a prompt's G completions stay on one rank and group
+    advantages need no communication. `position` (prompts consumed) makes resuming exact."""
+
+    def __init__(self, examples: Sequence[Example], per_step: int, seed: int) -> None:
+        if not examples:
+            raise ReasonRLError("the training set is empty")
+        self.examples = list(examples)
+        self.per_step = per_step
+        self.seed = seed
+        self.position = 0
+
+    def _order(self, epoch: int) -> list[int]:
+        order = list(range(len(self.examples)))
+        random.Random(self.seed * 1_000_003 + epoch).shuffle(order)
+        return order
+
+    def next_step(self) -> list[Example]:
+        """This rank's prompts for the next step (`per_step` prompts in all ranks together)."""
+        picked = []
+        for offset in range(self.per_step * world_size()):
+            epoch, index = divmod(self.position + offset, len(self.examples))
+            picked.append(self.examples[self._order(epoch)[index]])
+        self.position += self.per_step * world_size()
+        return picked[rank() :: world_size()]
+
+
+class GRPOTrainer:
+    def __init__(
+        self,
+        config: StageConfig,
+        model: Any,
+        tokenizer: Any,
+        train_examples: Sequence[Example],
+        *,
+        eval_examples: Sequence[Example] | None = None,
+        reward_spec: RewardSpec | None = None,
+        rollout: RolloutBackend | None = None,
+        ref_model: Any = None,
+        template: PromptTemplate | None = None,
+    ) -> None:
+        self.config = config
+        self.model = model
+        self.tokenizer = tokenizer
+        self.device = next(model.parameters()).device
+        self.template = template or get_template(config.data.template, system_prompt=config.data.system_prompt)
+        self.reward_spec = reward_spec or RewardSpec.from_config(config.reward)
+        self.rollout = rollout or HFRollout(model, tokenizer, batch_size=config.rollout.generation_batch_size)
+        # The reference only matters for the KL term: with beta = 0 it is never loaded.
+        if config.algorithm.beta > 0 and ref_model is None:
+            ref_model = copy.deepcopy(model).eval().requires_grad_(False)
+        self.ref_model = ref_model
+        self.eval_examples = list(eval_examples or [])
+        self.sampler = PromptSampler(train_examples, config.rollout.prompts_per_step, config.run.seed)
+        self.optimizer, self.scheduler = build_optimizer(model, config.optim, config.run.steps)
+        self.output_dir = Path(config.run.output_dir)
+        self.step = 0
+        self._nonfinite_in_a_row = 0
+        self._accuracy_name = next(
+            (c.name for c in self.reward_spec.components
+             if c.kind.endswith("_accuracy") or c.params.get("is_accuracy")), None,
+        )
+
+    # ---- 1. rollout ---------------------------------------------------------------------------
+
+    def sampling(self, *, greedy: bool = False, temperature: float | None = None, max_new_tokens: int | None = None) -> SamplingParams:
+        r = self.config.rollout
+        return SamplingParams(
+            temperature=temperature or r.temperature, top_p=r.top_p, max_new_tokens=max_new_tokens or r.max_new_tokens,
+            stop=tuple(r.stop), greedy=greedy,
+        )
+
+    def rollout_step(self, examples: list[Example]) -> Rollouts:
+        prompts = [self.template.render(e, self.tokenizer) for e in examples]
+        return self.rollout.generate(prompts, self.config.rollout.group_size, self.sampling())
+
+    # ---- 2. rewards ---------------------------------------------------------------------------
+
+    def score(self, examples: list[Example], rollouts: Rollouts) -> RewardScores:
+        per_row = [examples[i] for i in rollouts.prompt_index.tolist()]
+        kinds = {c.kind for c in self.reward_spec.components}
+        return self.reward_spec.score(
+            rollouts.texts,
+            prompts=[e.prompt for e in per_row],
+            answers=[e.answer or "" for e in per_row] if "math_accuracy" in kinds else None,
+            choices=[list(e.choices or ()) for e in per_row] if "choice_accuracy" in kinds else None,
+            gold_choices=[e.gold_choice or 0 for e in per_row] if "choice_accuracy" in kinds else None,
+            group_ids=rollouts.prompt_index.cpu().numpy(),
+            lengths=rollouts.lengths.cpu().numpy(),
+            examples=per_row,
+        )
+
+    # ---- 3. advantages ------------------------------------------------------------------------
+
+    def advantages(self, scores: RewardScores, rollouts: Rollouts) -> tuple[np.ndarray, np.ndarray]:
+        """(N,) advantages and the (N,) mask of rows that enter the loss."""
+        group_ids = rollouts.prompt_index.cpu().numpy()
+        advantages = compute_advantages(scores.total, group_ids, self.config.algorithm.estimator)
+        keep = np.ones(len(advantages), dtype=bool)
+        if self.config.algorithm.dynamic_sampling:
+            keep &= filter_groups(scores.total, group_ids)
+        if self.config.rollout.mask_truncated:
+            keep &= ~rollouts.truncated.cpu().numpy()
+        return advantages, keep
+
+    def pack(self, rollouts: Rollouts, advantages: np.ndarray, keep: np.ndarray) -> PolicyBatch:
+        rows = torch.from_numpy(np.flatnonzero(keep)).to(self.device)
+        completion_mask = rollouts.completion_mask[rows]
+        width = int(completion_mask.sum(dim=1).max().item()) if len(rows) else 0  # trim shared padding
+        completion_ids = rollouts.completion_ids[rows, :width]
+        completion_mask = completion_mask[:, :width]
+        return PolicyBatch(
+            input_ids=torch.cat([rollouts.prompt_ids[rows], completion_ids], dim=1),
+            attention_mask=torch.cat([rollouts.prompt_mask[rows], completion_mask], dim=1),
+            completion_ids=completion_ids,
+            completion_mask=completion_mask.float(),
+            advantages=torch.from_numpy(advantages).to(self.device)[rows],
+        )
+
+    # ---- 4. log-probs -------------------------------------------------------------------------
+
+    def token_logprobs(self, model: Any, batch: PolicyBatch, *, with_entropy: bool = False) -> Any:
+        """log p(completion token) under `model`: [N, T] (and the [N, T] entropy)."""
+        L, T = batch.input_ids.shape[1], batch.completion_ids.shape[1]
+        # Left padding shifts real tokens right; positions must count real tokens only.
+        position_ids = (batch.attention_mask.cumsum(dim=1) - 1).clamp(min=0)
+        # Completion token t sits at position L - T + t and is predicted by the logits one
+        # position earlier: keep exactly those T rows, never the [N, L, V] logits of the prompt,
+        # and get them contiguous (a sliced view would be copied by the kernel).
+        keep = torch.arange(L - T - 1, L - 1, device=batch.input_ids.device)
+        logits = model(
+            input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=position_ids,
+            logits_to_keep=keep, use_cache=False,
+        ).logits  # [N, T, V]
+        return token_logprobs(
+            logits, batch.completion_ids, temperature=self.config.rollout.temperature,
+            with_entropy=with_entropy, backend=self.config.algorithm.kernel_backend,
+        )
+
+    @torch.no_grad()
+    def reference_logprobs(self, model: Any, batch: PolicyBatch) -> torch.Tensor:
+        size = self.config.algorithm.micro_batch_size
+        return torch.cat([self.token_logprobs(model, batch.rows(slice(i, i + size))) for i in range(0, len(batch), size)])
+
+    # ---- 5. update ----------------------------------------------------------------------------
+
+    def loss_weight(self, micro: PolicyBatch, mini: PolicyBatch) -> float:
+        """This micro-batch's share of its mini-batch, so that gradient accumulation gives the
+        same gradient as one pass over the mini-batch for every loss type (token-level losses
+        are normalised by tokens, the others by sequences)."""
+        if self.config.algorithm.loss_type in ("bnpo", "dapo"):
+            return float(micro.completion_mask.sum() / mini.completion_mask.sum().clamp(min=1))
+        return len(micro) / len(mini)
+
+    def update(self, batch: PolicyBatch) -> dict[str, float]:
+        a = self.config.algorithm
+        sums: dict[str, float] = {}
+        updates = 0
+        for _ in range(a.num_iterations):
+            order = torch.randperm(len(batch), device=self.device)
+            for chunk in order.chunk(a.mini_batches):
+                mini = batch.rows(chunk)
+                self.optimizer.zero_grad(set_to_none=True)
+                losses, finite = [], True
+                for start in range(0, len(mini), a.micro_batch_size):
+                    micro = mini.rows(slice(start, start + a.micro_batch_size))
+                    logp, entropy = self.token_logprobs(self.model, micro, with_entropy=True)
+                    loss, metrics = grpo_loss(
+                        logp, micro.old_logp, micro.ref_logp, micro.advantages, micro.completion_mask,
+                        eps_low=a.eps_low, eps_high=a.eps_high, beta=a.beta, loss_type=a.loss_type,
+                        max_completion_length=self.config.rollout.max_new_tokens, entropy=entropy,
+                        backend=a.kernel_backend,
+                    )
+                    weighted = loss * self.loss_weight(micro, mini)
+                    if not torch.isfinite(weighted):
+                        finite = False
+                        break
+                    weighted.backward()
+                    losses.append(weighted.item())
+                    for key, value in metrics.items():
+                        sums[key] = sums.get(key, 0.0) + float(value) * self.loss_weight(micro, mini)
+                if not finite:
+                    self.optimizer.zero_grad(set_to_none=True)
+                    sums["nonfinite_skipped"] = sums.get("nonfinite_skipped", 0.0) + 1
+                    continue
+                grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.optim.max_grad_norm)
+                if not torch.isfinite(grad_norm):
+                    self.optimizer.zero_grad(set_to_none=True)
+                    sums["nonfinite_skipped"] = sums.get("nonfinite_skipped", 0.0) + 1
+                    continue
+                self.optimizer.step()
+                sums["loss"] = sums.get("loss", 0.0) + sum(losses)
+                sums["grad_norm"] = sums.get("grad_norm", 0.0) + float(grad_norm)
+                updates += 1
+        if updates:  # a step whose updates were all skipped leaves the schedule where it was
+            self.scheduler.step()
+            self.rollout.sync_weights()
+        out = {k: v / max(updates, 1) for k, v in sums.items() if k != "nonfinite_skipped"}
+        out["nonfinite_skipped"] = sums.get("nonfinite_skipped", 0.0)
+        out["optimizer_steps"] = float(updates)
+        return out
+
+    # ---- the step -----------------------------------------------------------------------------
+
+    def train_step(self) -> dict[str, float]:
+        a = self.config.algorithm
+        timings: dict[str, float] = {}
+
+        @contextmanager
+        def timed(name: str) -> Iterator[None]:
+            start = time.perf_counter()
+            yield
+            timings[f"time/{name}"] = time.perf_counter() - start
+
+        examples = self.sampler.next_step()
+        with timed("generate"):
+            rollouts = self.rollout_step(examples)
+        with timed("reward"):
+            scores = self.score(examples, rollouts)
+            advantages, keep = self.advantages(scores, rollouts)
+        batch = self.pack(rollouts, advantages, keep)
+        with timed("logprobs"):
+            # The policy that sampled is the current one; its log-probs are only needed when it
+            # changes before the last update of this batch (μ > 1 or several mini-batches).
+            if len(batch) and (a.num_iterations > 1 or a.mini_batches > 1):
+                batch.old_logp = self.reference_logprobs(self.model, batch)
+            if len(batch) and a.beta > 0:
+                batch.ref_logp = self.reference_logprobs(self.ref_model, batch)
+        with timed("update"):
+            update_metrics = self.update(batch) if len(batch) else {"optimizer_steps": 0.0, "nonfinite_skipped": 0.0}
+
+        lengths = rollouts.lengths.float()
+        metrics = {
+            **scores.metrics(),
+            **update_metrics,
+            "response_length/mean": float(lengths.mean()),
+            "response_length/max": float(lengths.max()),
+            "truncated_rate": float(rollouts.truncated.float().mean()),
+            "rows_in_loss": float(len(batch)),
+            "lr": self.scheduler.get_last_lr()[0],
+            **timings,
+        }
+        if self._accuracy_name is not None:
+            metrics["accuracy"] = float(np.nanmean(scores.components[self._accuracy_name]))
+        step_time = sum(timings.values())
+        metrics["tokens_per_s"] = float(lengths.sum() + rollouts.prompt_mask.sum()) / max(step_time, 1e-9)
+        self._check_nonfinite(update_metrics)
+        # The first prompt's group, for completions.jsonl.
+        first_prompt = self.template.render(examples[0], self.tokenizer)
+        self._last_samples = [
+            {"prompt": first_prompt, "completion": rollouts.texts[row], "reward": float(scores.total[row])}
+            for row in range(self.config.rollout.group_size)
+        ]
+        return mean_across_ranks(metrics)
+
+    def _check_nonfinite(self, update_metrics: dict[str, float]) -> None:
+        skipped = update_metrics.get("nonfinite_skipped", 0.0) > 0 and update_metrics.get("optimizer_steps", 0.0) == 0
+        self._nonfinite_in_a_row = self._nonfinite_in_a_row + 1 if skipped else 0
+        if self._nonfinite_in_a_row >= self.config.run.max_consecutive_nonfinite:
+            raise TrainingError(
+                f"the loss or gradient was not finite for {self._nonfinite_in_a_row} steps in a row "
+                f"(step {self.step}); lower optim.lr, check the rewards for NaN, or use float32"
+            )
+
+    # ---- evaluation ---------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def evaluate(self, examples: Sequence[Example] | None = None) -> EvalResult:
+        """pass@k / maj@k / mean tokens / format rate on held-out problems."""
+        return evaluate_policy(
+            self.rollout, self.tokenizer, self.template, list(examples if examples is not None else self.eval_examples),
+            samples=self.config.eval.samples, ks=self.config.eval.ks,
+            sampling=self.sampling(
+                greedy=self.config.eval.greedy, temperature=self.config.eval.temperature,
+                max_new_tokens=self.config.eval.max_new_tokens,
+            ),
+        )
+
+    # ---- the loop -----------------------------------------------------------------------------
+
+    def save(self, directory: Path) -> Path | None:
+        if not is_main_process():
+            return None
+        state = {"step": self.step, "data_position": self.sampler.position, "stage": self.config.name}
+        return save_checkpoint(directory, self.model, self.tokenizer, optimizer=self.optimizer, scheduler=self.scheduler, state=state)
+
+    def resume(self, checkpoint: Path | None = None) -> bool:
+        """Continues from `checkpoint` (default: the latest in the output folder)."""
+        checkpoint = checkpoint or latest_checkpoint(self.output_dir)
+        if checkpoint is None:
+            return False
+        loaded = type(self.model).from_pretrained(checkpoint, dtype=next(self.model.parameters()).dtype)
+        self.model.load_state_dict(loaded.state_dict())
+        state = load_trainer_state(checkpoint, optimizer=self.optimizer, scheduler=self.scheduler)
+        self.step = int(state["step"])
+        self.sampler.position = int(state["data_position"])
+        return True
+
+    def train(self, *, resume: bool = False) -> dict[str, Any]:
+        """Runs `run.steps` steps; returns the final metrics and evaluation."""
+        run = self.config.run
+        torch.manual_seed(run.seed + rank())
+        if resume:
+            self.resume()
+        self.model.train()
+        history: dict[str, Any] = {}
+        with RunLogger(
+            self.output_dir, stage=self.config.name or "grpo", total_steps=run.steps,
+            tensorboard=run.tensorboard, wandb_project=run.wandb_project, progress_bar=run.progress_bar,
+        ) as logger, _save_on_interrupt(self):
+            while self.step < run.steps:
+                metrics = self.train_step()
+                self.step += 1
+                if self.config.eval.every and self.eval_examples and self.step % self.config.eval.every == 0:
+                    metrics.update(self.evaluate().metrics())
+                logger.log(self.step, metrics)
+                if run.log_completions_every and self.step % run.log_completions_every == 0:
+                    logger.log_completions(self.step, self._last_samples)
+                if run.save_every and self.step % run.save_every == 0:
+                    self.save(self.output_dir / f"checkpoint-{self.step}")
+                history = metrics
+            final_eval = self.evaluate() if self.eval_examples else None
+            if final_eval is not None:
+                logger.log(self.step, final_eval.metrics())
+        self.save(self.output_dir / "final")
+        return {"train": history, "eval": final_eval.summary if final_eval is not None else None}
+
+
+@contextmanager
+def _save_on_interrupt(trainer: GRPOTrainer) -> Iterator[None]:
+    """Ctrl-C saves a checkpoint of the last finished step before the run stops."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        if trainer.step:
+            # A second Ctrl-C during the save must not leave a half-written folder: ignore it.
+            previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+            try:
+                path = trainer.save(trainer.output_dir / f"checkpoint-{trainer.step}")
+                if path is not None:
+                    print(f"\ninterrupted: saved {path} (continue with --resume)")
+            finally:
+                signal.signal(signal.SIGINT, previous)
+        raise
+
+
+def evaluate_policy(
+    rollout: RolloutBackend,
+    tokenizer: Any,
+    template: PromptTemplate,
+    examples: list[Example],
+    *,
+    samples: int,
+    ks: Sequence[int],
+    sampling: SamplingParams,
+    batch_prompts: int = 64,
+) -> EvalResult:
+    """Generates `samples` completions per example and scores them (reasonrl.evaluation)."""
+    completions: list[list[str]] = []
+    tokens: list[list[int]] = []
+    truncated: list[list[bool]] = []
+    for start in range(0, len(examples), batch_prompts):
+        chunk = examples[start : start + batch_prompts]
+        out = rollout.generate([template.render(e, tokenizer) for e in chunk], samples, sampling)
+        lengths = out.lengths.tolist()
+        for p in range(len(chunk)):
+            rows = range(p * samples, (p + 1) * samples)
+            completions.append([out.texts[r] for r in rows])
+            tokens.append([int(lengths[r]) for r in rows])
+            truncated.append([bool(out.truncated[r]) for r in rows])
+    return score_samples(
+        examples, completions, tokens, ks=tuple(ks), truncated=truncated, think_in_prompt=template.think_in_prompt,
+    )
+

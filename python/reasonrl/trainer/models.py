@@ -1,0 +1,32 @@
+"""Loading the policy and its tokenizer from a `ModelConfig`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from reasonrl.config import ModelConfig
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def load_model_and_tokenizer(config: ModelConfig, *, name_or_path: str | None = None) -> tuple[Any, Any]:
+    """A causal LM (local folder or hub id) on the configured device, and its tokenizer."""
+    path = name_or_path or config.name_or_path
+    dtype = "auto" if config.dtype == "auto" else DTYPES[config.dtype]
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, trust_remote_code=config.trust_remote_code)
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=config.trust_remote_code)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if config.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.config.use_cache = False  # the cache is useless with checkpointing during training
+    return model.to(resolve_device(config.device)), tokenizer

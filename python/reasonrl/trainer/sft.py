@@ -1,0 +1,104 @@
+"""Supervised fine-tuning: the cold-start stage before RL (DeepSeek-R1 §2.3.1).
+
+The loss is next-token cross-entropy on the response tokens only (the prompt is context, not a
+target), averaged over response tokens, with the end-of-sequence token appended so the model
+learns to stop.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from reasonrl.config import StageConfig
+from reasonrl.data import Example
+from reasonrl.errors import InvalidInputError
+from reasonrl.trainer.checkpoint import save_checkpoint
+from reasonrl.trainer.distributed import is_main_process, mean_across_ranks, rank, world_size
+from reasonrl.trainer.logging import RunLogger
+from reasonrl.trainer.optim import build_optimizer
+
+
+def sft_pairs(examples: Sequence[Example], template: Any, tokenizer: Any, response_field: str) -> list[tuple[str, str]]:
+    """(templated prompt, response) pairs from examples whose `meta` holds the response."""
+    pairs = []
+    for e in examples:
+        response = e.meta.get(response_field)
+        if not isinstance(response, str) or not response:
+            raise InvalidInputError(
+                f"invalid `data.train`: example {e.id!r} has no {response_field!r} column for SFT "
+                f"(set sft.response_field to the column holding the target response)"
+            )
+        pairs.append((template.render(e, tokenizer), response))
+    return pairs
+
+
+class SFTTrainer:
+    def __init__(self, config: StageConfig, model: Any, tokenizer: Any, pairs: Sequence[tuple[str, str]]) -> None:
+        if not pairs:
+            raise InvalidInputError("invalid `pairs`: the SFT set is empty")
+        self.config = config
+        self.model = model
+        self.tokenizer = tokenizer
+        self.pairs = list(pairs)
+        self.device = next(model.parameters()).device
+        per_rank = -(-len(self.pairs) // world_size())
+        self.steps_per_epoch = -(-per_rank // config.sft.batch_size)
+        self.total_steps = self.steps_per_epoch * config.sft.epochs
+        self.optimizer, self.scheduler = build_optimizer(model, config.optim, self.total_steps)
+        self.output_dir = Path(config.run.output_dir)
+
+    def encode(self, batch: Sequence[tuple[str, str]]) -> dict[str, torch.Tensor]:
+        """Right-padded ids, attention mask and labels (-100 on prompt and padding)."""
+        eos = self.tokenizer.eos_token_id
+        rows, labels = [], []
+        for prompt, response in batch:
+            p = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+            r = self.tokenizer(response, add_special_tokens=False)["input_ids"] + [eos]
+            ids = (p + r)[: self.config.sft.max_length]
+            rows.append(ids)
+            labels.append(([-100] * len(p) + r)[: self.config.sft.max_length])
+        width = max(len(r) for r in rows)
+        pad = self.tokenizer.pad_token_id
+        input_ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=self.device)
+        label_ids = torch.tensor([lab + [-100] * (width - len(lab)) for lab in labels], device=self.device)
+        attention = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], device=self.device)
+        return {"input_ids": input_ids, "attention_mask": attention, "labels": label_ids}
+
+    def train(self) -> dict[str, Any]:
+        run, sft = self.config.run, self.config.sft
+        rng = random.Random(run.seed)
+        torch.manual_seed(run.seed + rank())
+        self.model.train()
+        step = 0
+        last: dict[str, float] = {}
+        with RunLogger(
+            self.output_dir, stage=self.config.name or "sft", total_steps=self.total_steps,
+            tensorboard=run.tensorboard, wandb_project=run.wandb_project, progress_bar=run.progress_bar,
+        ) as logger:
+            for _ in range(sft.epochs):
+                order = list(range(len(self.pairs)))
+                rng.shuffle(order)
+                mine = order[rank() :: world_size()]
+                for start in range(0, len(mine), sft.batch_size):
+                    batch = self.encode([self.pairs[i] for i in mine[start : start + sft.batch_size]])
+                    loss = self.model(**batch, use_cache=False).loss
+                    self.optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.optim.max_grad_norm)
+                    if torch.isfinite(loss) and torch.isfinite(grad_norm):
+                        self.optimizer.step()
+                    self.scheduler.step()
+                    step += 1
+                    last = mean_across_ranks({
+                        "loss": loss.item(), "grad_norm": grad_norm.item(), "lr": self.scheduler.get_last_lr()[0],
+                        "response_tokens": float((batch["labels"] != -100).sum()),
+                    })
+                    logger.log(step, last)
+        if is_main_process():
+            save_checkpoint(self.output_dir / "final", self.model, self.tokenizer, state={"step": step, "stage": self.config.name})
+        return {"train": last, "steps": step}

@@ -1,0 +1,215 @@
+//! The sandbox with `/bin/sh` programs: no Python needed.
+
+use std::ffi::OsString;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use super::*;
+
+fn sh(script: &str, limits: &Limits) -> Outcome {
+    let args: Vec<OsString> = vec!["-c".into(), script.into()];
+    run(&Job { program: Path::new("/bin/sh"), args: &args, files: &[], stdin: None }, limits, &[])
+}
+
+fn quick() -> Limits {
+    Limits { wall_time: Duration::from_secs(5), ..Limits::default() }
+}
+
+/// Live processes whose command line contains `marker` (the test's own shell excluded).
+fn processes_with(marker: &str) -> usize {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()))
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .filter(|cmdline| String::from_utf8_lossy(cmdline).contains(marker))
+        .count()
+}
+
+fn leftover_run_dirs() -> usize {
+    std::fs::read_dir("/tmp")
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("reasonrl-run-"))
+        .count()
+}
+
+#[test]
+fn sandbox_runs_a_program_and_captures_its_output() {
+    let outcome = sh("echo hello; echo oops >&2; exit 3", &quick());
+    assert_eq!(outcome.ending, Ending::Exited(3));
+    assert_eq!(outcome.stdout, b"hello\n");
+    assert_eq!(outcome.stderr_tail, b"oops\n");
+}
+
+#[test]
+fn sandbox_reports_a_probe_consistent_with_the_kernel() {
+    let caps = capabilities();
+    assert_eq!(caps.root, unsafe { libc::geteuid() } == 0);
+    // Whatever is missing is said, and nothing is said when all is there.
+    let all = caps.network_namespace
+        && caps.landlock
+        && caps.unprivileged
+        && caps.pid_namespace
+        && caps.private_tmpfs
+        && caps.private_proc;
+    assert_eq!(caps.missing().is_empty(), all, "{caps:?}");
+    eprintln!("sandbox capabilities: {caps:?}");
+}
+
+#[test]
+fn sandbox_environment_is_empty_and_directory_private() {
+    std::env::set_var("REASONRL_SANDBOX_TEST_SECRET", "hunter2");
+    let outcome = sh("env; pwd; ls -A; echo x > f && cat f", &quick());
+    let out = String::from_utf8_lossy(&outcome.stdout);
+    assert!(!out.contains("hunter2"), "{out}");
+    assert!(out.contains("PATH=/usr/local/bin:/usr/bin:/bin"), "{out}");
+    assert!(out.contains("/tmp/reasonrl-run-"), "{out}");
+    assert!(out.trim_end().ends_with('x'), "{out}");
+    assert_eq!(outcome.ending, Ending::Exited(0));
+}
+
+#[test]
+fn sandbox_kills_an_infinite_loop_at_the_deadline() {
+    let limits = Limits { wall_time: Duration::from_millis(300), ..Limits::default() };
+    let start = Instant::now();
+    let outcome = sh("while :; do :; done", &limits);
+    assert_eq!(outcome.ending, Ending::TimedOut);
+    assert!(start.elapsed() < Duration::from_secs(2), "{:?}", start.elapsed());
+}
+
+#[test]
+fn sandbox_kills_a_daemon_that_left_the_process_group() {
+    let marker = "reasonrl-daemon-marker-7f3a";
+    // setsid + background + parent exit: the classic escape from a process-group kill.
+    let script = format!(
+        "setsid sh -c 'exec -a {marker} sleep 30' < /dev/null > /dev/null 2>&1 & sleep 0.2; exit 0"
+    );
+    let outcome = sh(&script, &quick());
+    assert_eq!(outcome.ending, Ending::Exited(0));
+    assert!(outcome.wall_time < Duration::from_secs(5));
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(processes_with(marker), 0, "the daemon survived the run");
+}
+
+#[test]
+fn sandbox_kills_a_daemon_at_the_deadline_too() {
+    let marker = "reasonrl-daemon-marker-91bd";
+    let script = format!("setsid sh -c 'exec -a {marker} sleep 30' & sleep 30");
+    let limits = Limits { wall_time: Duration::from_millis(500), ..Limits::default() };
+    let outcome = sh(&script, &limits);
+    assert_eq!(outcome.ending, Ending::TimedOut);
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(processes_with(marker), 0, "the daemon survived the deadline");
+}
+
+#[test]
+fn sandbox_stops_a_flood_of_output_early() {
+    let limits = Limits { max_output_bytes: 1 << 20, ..quick() };
+    let start = Instant::now();
+    let outcome = sh("yes xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", &limits);
+    assert_eq!(outcome.ending, Ending::OutputLimit);
+    assert_eq!(outcome.stdout.len(), 1 << 20);
+    assert!(start.elapsed() < Duration::from_secs(3));
+}
+
+#[test]
+fn sandbox_feeds_large_stdin_without_deadlock() {
+    let input = "7\n".repeat(1 << 20);
+    let args: Vec<OsString> = vec!["-c".into(), "wc -l".into()];
+    let job = Job {
+        program: Path::new("/bin/sh"),
+        args: &args,
+        files: &[],
+        stdin: Some(input.as_bytes()),
+    };
+    let outcome = run(&job, &quick(), &[]);
+    assert_eq!(String::from_utf8_lossy(&outcome.stdout).trim(), (1 << 20).to_string());
+    // A program that never reads its stdin must not block the host either.
+    let args: Vec<OsString> = vec!["-c".into(), "exec 0<&-; echo done".into()];
+    let job = Job { args: &args, ..job };
+    assert_eq!(run(&job, &quick(), &[]).stdout, b"done\n");
+}
+
+#[test]
+fn sandbox_creates_files_and_passes_the_report_descriptor() {
+    let args: Vec<OsString> = vec!["script.sh".into(), REPORT_FD.into()];
+    let files: &[(&str, &[u8])] =
+        &[("script.sh", b"cat data.txt; echo verdict >&$1"), ("data.txt", b"payload")];
+    let job = Job { program: Path::new("/bin/sh"), args: &args, files, stdin: None };
+    let outcome = run(&job, &quick(), &[]);
+    assert_eq!(outcome.stdout, b"payload");
+    assert_eq!(outcome.report, b"verdict\n");
+}
+
+#[test]
+fn sandbox_forbids_writes_outside_and_network_when_available() {
+    let caps = capabilities();
+    let target = format!("/tmp/reasonrl-escape-{}", std::process::id());
+    let outcome = sh(&format!("echo pwned > {target} && echo wrote"), &quick());
+    let wrote = Path::new(&target).exists();
+    let _ = std::fs::remove_file(&target);
+    if caps.landlock || caps.unprivileged {
+        assert!(!wrote && outcome.stdout.is_empty(), "{outcome:?}");
+    }
+    if caps.network_namespace {
+        // Only a downed loopback exists: not even 127.0.0.1 is reachable.
+        let outcome = sh("cat /proc/net/dev", &quick());
+        let out = String::from_utf8_lossy(&outcome.stdout);
+        let devices: Vec<&str> = out.lines().skip(2).filter_map(|l| l.split(':').next()).collect();
+        assert_eq!(devices.iter().map(|d| d.trim()).collect::<Vec<_>>(), ["lo"], "{out}");
+    }
+}
+
+#[test]
+fn sandbox_contains_a_fork_bomb() {
+    let limits = Limits { wall_time: Duration::from_secs(2), processes: 32, ..Limits::default() };
+    let outcome = sh("b() { b | b & }; b; sleep 5", &limits);
+    assert!(matches!(outcome.ending, Ending::TimedOut | Ending::Exited(_)), "{outcome:?}");
+    // Everything is gone: a fresh run starts normally.
+    assert_eq!(sh("echo ok", &quick()).stdout, b"ok\n");
+}
+
+#[test]
+fn sandbox_leaves_no_directory_behind() {
+    let before = leftover_run_dirs();
+    for script in ["echo x > a; mkdir -p d/e; chmod 000 d", "exit 1"] {
+        sh(script, &quick());
+    }
+    // Other tests run concurrently and own directories of their own; ours are gone once their
+    // supervisors are reaped (in the background, milliseconds later).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while leftover_run_dirs() > before && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(leftover_run_dirs() <= before);
+}
+
+#[test]
+fn sandbox_limits_memory_and_reports_signals() {
+    // A crash is a signal the host did not send.
+    let outcome = sh("kill -SEGV $$", &quick());
+    assert_eq!(outcome.ending, Ending::Signaled(libc::SIGSEGV));
+    let small = Limits { memory_bytes: 64 << 20, ..quick() };
+    // 200 MB of shell string cannot fit in a 64 MiB address space.
+    let outcome = sh("x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo ${#x}", &small);
+    assert_ne!(outcome.stdout, b"200000000\n");
+}
+
+#[test]
+fn sandbox_validates_limits() {
+    let bad = Limits { wall_time: Duration::ZERO, ..Limits::default() };
+    assert!(bad.validate().is_err());
+    let bad = Limits { memory_bytes: 1 << 20, ..Limits::default() };
+    assert!(bad.validate().is_err());
+    assert!(Limits::default().validate().is_ok());
+}
+
+#[test]
+fn sandbox_compares_tokens_ignoring_whitespace_layout() {
+    use python::same_tokens;
+    assert!(same_tokens(b"1 2\n3\n", b"1 2 3"));
+    assert!(same_tokens(b"a  \r\n", b"a"));
+    assert!(!same_tokens(b"1 2", b"12"));
+    assert!(!same_tokens(b"", b"0"));
+}

@@ -1,0 +1,192 @@
+"""RewardSpec: every rule-based component through the one batch call, the Python mix-in, and
+the errors raised before any work."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+import reasonrl
+from reasonrl import InvalidInputError
+from reasonrl.rewards import Component, RewardSpec
+
+R1 = "<think>{thought}</think><answer>{answer}</answer>"
+
+
+def test_r1_zero_scores_accuracy_and_format():
+    spec = RewardSpec.r1_zero(think_in_prompt=False)
+    completions = [
+        R1.format(thought="2+2 is 4", answer="4"),
+        R1.format(thought="2+2 is 5", answer="5"),
+        "The answer is \\boxed{4}",
+        "<think>x</think> <answer>\\frac{8}{2}</answer> trailing",
+    ]
+    scores = spec.score(completions, answers=["4", "4", "4", "4"])
+    np.testing.assert_array_equal(scores.components["accuracy"], [1, 0, 1, 1])
+    np.testing.assert_array_equal(scores.components["format"], [1, 1, 0, 0])
+    np.testing.assert_array_equal(scores.total, [2, 1, 1, 1])
+    assert scores.metrics()["reward/accuracy"] == 0.75
+
+
+def test_lenient_format_and_tag_count():
+    spec = RewardSpec([
+        Component("lenient", "format", 1.0, {"strict": False}),
+        Component("tags", "tag_count", 1.0),
+    ])
+    scores = spec.score(["ok <think>a</think> then <answer>1</answer> bye", "<think>a</think>", ""])
+    np.testing.assert_array_equal(scores.components["lenient"], [1, 0, 0])
+    np.testing.assert_array_equal(scores.components["tags"], [1, 0.5, 0])
+
+
+def test_language_consistency_of_the_chain_of_thought():
+    spec = RewardSpec([Component("zh", "language", 1.0, {"target": "zh"})])
+    scores = spec.score([
+        "<think>我们先计算 $x^2$</think><answer>4</answer>",
+        "<think>first we compute</think><answer>4</answer>",
+        "<think>我们 compute</think><answer>4</answer>",
+    ])
+    np.testing.assert_allclose(scores.components["zh"], [1.0, 0.0, 2 / 3])
+
+
+def test_kimi_length_penalty_per_group_uses_token_lengths():
+    spec = RewardSpec.kimi_long2short(think_in_prompt=True)
+    completions = [R1.format(thought="t", answer=a) for a in ["4", "4", "5", "7", "7"]]
+    scores = spec.score(
+        completions, answers=["4", "4", "4", "7", "7"], group_ids=[1, 1, 1, 2, 2], lengths=[100, 300, 200, 50, 50]
+    )
+    # Group 1: λ = 0.5, −0.5, 0 → right, right, wrong (min(0, 0)); group 2: equal lengths → 0.
+    np.testing.assert_allclose(scores.components["length"], [0.5, -0.5, 0.0, 0.0, 0.0])
+
+
+def test_cosine_overlong_and_repetition():
+    spec = RewardSpec([
+        Component("acc", "math_accuracy"),
+        Component("cos", "cosine_length", 1.0, {"max_len": 100}),
+        Component("long", "overlong", 1.0, {"max_len": 100, "cache": 20}),
+        Component("rep", "repetition", 1.0, {"n": 2, "max_penalty": -1.0}),
+    ])
+    scores = spec.score(["\\boxed{1}", "\\boxed{2}", "a b a b a b"], answers=["1", "1", "1"], lengths=[0, 100, 90])
+    np.testing.assert_allclose(scores.components["cos"], [1.0, -0.5, -0.5 + 0.5 * (-1.0 + 0.5) * (1 + math.cos(0.9 * math.pi))])
+    np.testing.assert_allclose(scores.components["long"], [0.0, -1.0, -0.5])
+    np.testing.assert_allclose(scores.components["rep"], [0.0, 0.0, -0.6])
+
+
+def test_multiple_choice_by_letter_index_and_text():
+    spec = RewardSpec([Component("mc", "choice_accuracy")])
+    choices = [["3", "4", "5", "6"]] * 4
+    completions = ["The answer is (B).", "<answer>C</answer>", "\\boxed{4}", "I think A"]
+    scores = spec.score(completions, choices=choices, gold_choices=[1, "C", "(B)", 1])
+    np.testing.assert_array_equal(scores.components["mc"], [1, 1, 1, 0])
+
+
+def test_python_reward_functions_mix_in_with_trl_signature():
+    seen = {}
+
+    def short_answer(completions, prompts=None, answer=None, **kwargs):
+        seen.update(prompts=prompts, answer=answer, extra=kwargs.get("difficulty"))
+        return [1.0 if len(c) < 40 else None for c in completions]
+
+    spec = RewardSpec([
+        Component("acc", "math_accuracy"),
+        Component("short", "python", 0.5, fn=short_answer),
+    ])
+    completions = ["\\boxed{3}", "a very long answer that goes on and on \\boxed{3}"]
+    scores = spec.score(completions, prompts=["p1", "p2"], answers=["3", "3"], difficulty=[1, 2])
+    assert seen == {"prompts": ["p1", "p2"], "answer": ["3", "3"], "extra": [1, 2]}
+    assert scores.components["short"][0] == 1.0 and math.isnan(scores.components["short"][1])
+    assert scores.total[0] == 1.5 and math.isnan(scores.total[1])
+    # The NaN total is left out of the advantages and gets 0.
+    adv = reasonrl.compute_advantages(np.append(scores.total, 0.5), [0, 0, 0], "dr_grpo")
+    np.testing.assert_allclose(adv, [0.5, 0.0, -0.5])
+
+
+def test_chat_message_completions_and_trl_call_form():
+    spec = RewardSpec.r1_zero(think_in_prompt=False)
+    chat = [[{"role": "assistant", "content": R1.format(thought="t", answer="12")}]]
+    assert spec(chat, solution=["12"]) == [2.0]
+    assert spec.__name__ == "reasonrl_reward"
+
+
+def test_from_config_mapping():
+    spec = RewardSpec.from_config({
+        "accuracy": {"kind": "math_accuracy", "weight": 2, "timeout_s": 1.0},
+        "format": {"strict": False, "weight": 0.5},
+    })
+    assert [(c.name, c.kind, c.weight) for c in spec.components] == [
+        ("accuracy", "math_accuracy", 2.0), ("format", "format", 0.5)
+    ]
+
+
+def test_invalid_text_does_not_crash_the_batch():
+    spec = RewardSpec.r1_zero(think_in_prompt=False)
+    bad = "<think>\ud800</think><answer>4</answer>"
+    scores = spec.score([bad, "x" * 1_000_000], answers=["4", "4"])
+    np.testing.assert_array_equal(scores.components["accuracy"], [1, 0])
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: RewardSpec([Component("a", "formatt")]), "unknown kind"),
+        (lambda: RewardSpec([Component("a", "format", 1.0, {"strikt": True})]), "strikt"),
+        (lambda: RewardSpec([Component("a", "overlong", 1.0, {"max_len": "long"})]), "max_len"),
+        (lambda: RewardSpec([Component("a", "language", 1.0, {"target": "klingon"})]), "klingon"),
+        (lambda: RewardSpec([Component("l", "kimi_length")]), "accuracy"),
+        (lambda: RewardSpec([Component("a", "format"), Component("a", "tag_count")]), "duplicate"),
+        (lambda: RewardSpec([Component("p", "python")]), "callable"),
+        (lambda: RewardSpec([]), "at least one"),
+    ],
+)
+def test_bad_specs_fail_at_construction(make, message):
+    with pytest.raises(InvalidInputError, match=message):
+        make()
+
+
+def test_bad_batches_fail_before_any_work():
+    calls = []
+
+    def counting(completions, **kwargs):
+        calls.append(1)
+        return [0.0] * len(completions)
+
+    spec = RewardSpec.r1_zero()
+    with pytest.raises(InvalidInputError, match=r"completions\[1\]"):
+        spec.score(["a", None], answers=["1", "2"])
+    with pytest.raises(InvalidInputError, match="`answers`"):
+        spec.score(["a", "b"])
+    with pytest.raises(InvalidInputError, match="`answers`.*length"):
+        spec.score(["a", "b"], answers=["1"])
+    kimi = RewardSpec.kimi_long2short()
+    with pytest.raises(InvalidInputError, match="`group_ids`"):
+        kimi.score(["a"], answers=["1"])
+    mc = RewardSpec([Component("mc", "choice_accuracy")])
+    with pytest.raises(InvalidInputError, match="gold_choices"):
+        mc.score(["(A)"], choices=[["x", "y"]], gold_choices=[5])
+    with pytest.raises(InvalidInputError, match="gold_choices"):
+        mc.score(["(A)"], choices=[["x", "y"]], gold_choices=[None])
+    counted = RewardSpec([Component("c", "python", fn=counting), Component("f", "format")])
+    with pytest.raises(InvalidInputError, match="`lengths`"):
+        counted.score(["a"], lengths=[1.0, 2.0])
+    assert calls == []
+    broken = RewardSpec([Component("b", "python", fn=lambda completions, **_: [1.0])])
+    with pytest.raises(InvalidInputError, match="returned 1 values for 2"):
+        broken.score(["a", "b"])
+
+
+def test_mmlu_letters_round_trip(data_dir):
+    rows = [json.loads(line) for line in (data_dir / "mmlu_stem" / "test.jsonl").read_text().splitlines()[:500]]
+    letters = "ABCD"
+    choices = [r["choices"] for r in rows]
+    gold = [r["answer"] for r in rows]
+    right = [f"<think>...</think><answer>({letters[g]})</answer>" for g in gold]
+    wrong = [f"The answer is {letters[(g + 1) % 4]}." for g in gold]
+    by_text = [f"<answer>{r['choices'][r['answer']]}</answer>" for r in rows]
+    spec = RewardSpec([Component("mc", "choice_accuracy")])
+    assert spec.score(right, choices=choices, gold_choices=gold).components["mc"].mean() == 1.0
+    assert spec.score(wrong, choices=choices, gold_choices=gold).components["mc"].mean() == 0.0
+    # Options whose text is itself a lone letter or repeated can be ambiguous; the rest must match.
+    text_scores = spec.score(by_text, choices=choices, gold_choices=gold).components["mc"]
+    assert text_scores.mean() > 0.97, text_scores.mean()
