@@ -4,7 +4,7 @@
 #   make test    the same set-up, then every check: rustfmt, clippy, cargo test, the stub
 #                check and pytest (run against the installed wheel, not the source tree)
 #
-# Other targets: `make bench` (benchmarks/), `make wheel`, `make clean`.
+# Other targets: `make bench` (every benchmark in benches/), `make wheel`, `make clean`.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -43,7 +43,12 @@ test: install-test rust-check
 	REASONRL_WHEEL_DIR=$(DIST) $(BIN)/python -m pytest
 
 bench: install-test
+	$(BIN)/python -m pip install --quiet "$$(ls $(DIST)/reasonrl-*.whl)[bench]"
 	$(BIN)/python benches/bench_advantages.py
+	$(BIN)/python benches/bench_math.py
+	$(BIN)/python benches/bench_rewards.py
+	$(BIN)/python benches/bench_code.py
+	$(BIN)/python benches/bench_kernels.py
 
 clean:
 	rm -rf $(DIST) target $(VENV)

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from reasonrl import math
+from reasonrl import code, math
 from reasonrl._core import __version__, get_num_threads, set_num_threads
+from reasonrl.code import CodeResult, code_reward, run_tests, sandbox_capabilities
 from reasonrl.advantages import Estimator, compute_advantages, filter_groups, token_advantages
 from reasonrl.data import Example, PromptTemplate, get_template, load_examples
 from reasonrl.errors import (
@@ -51,6 +52,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "CodeResult",
     "Component",
     "ConfigError",
     "Estimator",
@@ -67,6 +69,8 @@ __all__ = [
     "ThreadPoolError",
     "TrainingError",
     "__version__",
+    "code",
+    "code_reward",
     "compute_advantages",
     "filter_groups",
     "get_num_threads",
@@ -77,6 +81,8 @@ __all__ = [
     "math_accuracy",
     "pass_at_k",
     "run_demo",
+    "run_tests",
+    "sandbox_capabilities",
     "score_samples",
     "set_num_threads",
     "token_advantages",

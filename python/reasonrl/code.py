@@ -22,7 +22,7 @@ import re
 import sys
 import warnings
 from dataclasses import dataclass
-from typing import Any, Literal, Sequence, Union
+from typing import Any, Literal, Sequence, Union, cast
 
 from reasonrl import _core
 from reasonrl.errors import InvalidInputError
@@ -232,7 +232,10 @@ def run_tests(
         max_output_mb=int(max_output_mb),
         threads=threads,
     )
-    return [CodeResult(*fields) for fields in raw]
+    return [
+        CodeResult(cast(Status, status), passed, total, wall_time_s, stderr_tail)
+        for status, passed, total, wall_time_s, stderr_tail in raw
+    ]
 
 
 _FENCE = re.compile(r"```[ \t]*([\w+#.-]*)[^\n]*\n(.*?)```", re.DOTALL)
@@ -285,5 +288,11 @@ def code_reward(
         raise InvalidInputError(
             f"invalid `tests`: {len(tests)} test suites for {len(programs)} completions"
         )
-    results = run_tests(programs, tests, **options)
-    return [0.0 if not program.strip() else r.fraction for program, r in zip(programs, results)]
+    # Completions without code score 0 without starting a process.
+    with_code = [i for i, program in enumerate(programs) if program.strip()]
+    rewards = [0.0] * len(programs)
+    if with_code:
+        results = run_tests([programs[i] for i in with_code], [tests[i] for i in with_code], **options)
+        for i, result in zip(with_code, results):
+            rewards[i] = result.fraction
+    return rewards

@@ -48,10 +48,10 @@ class DemoSettings:
     pretrain_batch: int = 64
     cold_start_examples: int = 512
     cold_start_epochs: int = 10
-    grpo_steps: int = 60
-    length_steps: int = 40
+    grpo_steps: int = 70
+    length_steps: int = 30
     prompts_per_step: int = 16
-    group_size: int = 8
+    group_size: int = 16
     eval_samples: int = 4
     max_new_tokens: int = 64
 
@@ -132,12 +132,12 @@ def run_demo(output_dir: str | Path = "runs/demo", settings: DemoSettings | None
     grpo_sections = {
         "rollout": {"prompts_per_step": settings.prompts_per_step, "group_size": settings.group_size,
                     "max_new_tokens": settings.max_new_tokens, "temperature": 1.0},
-        "algorithm": {"loss_type": "dapo", "micro_batch_size": 128, "beta": 0.0},
-        "optim": {"lr": 5e-4, "schedule": "constant", "max_grad_norm": 1.0},
+        "algorithm": {"loss_type": "dapo", "mini_batches": 2, "micro_batch_size": 128, "beta": 0.0},
+        "optim": {"lr": 1e-4, "schedule": "constant", "max_grad_norm": 1.0},
     }
     r1_rewards = {
         "accuracy": {"kind": "math_accuracy", "weight": 1.0},
-        "format": {"kind": "format", "weight": 0.5, "think_in_prompt": True},
+        "format": {"kind": "format", "weight": 0.1, "think_in_prompt": True},
     }
     start = time.perf_counter()
     grpo = _stage("grpo", "grpo", root, settings, reward=r1_rewards, run={"steps": settings.grpo_steps}, **grpo_sections)

@@ -33,9 +33,9 @@ fn extract_param(component: &str, key: &str, value: &Bound<'_, PyAny>) -> PyResu
 
 /// `components`: a list of `(name, kind, weight, {param: value})` tuples.
 fn extract_spec(components: &Bound<'_, PyAny>) -> PyResult<RewardSpec> {
-    let list = components
-        .cast::<PyList>()
-        .map_err(|_| invalid("components", "expected a list of (name, kind, weight, params)".into()))?;
+    let list = components.cast::<PyList>().map_err(|_| {
+        invalid("components", "expected a list of (name, kind, weight, params)".into())
+    })?;
     let mut built = Vec::with_capacity(list.len());
     for item in list.iter() {
         let (name, kind, weight, params): (String, String, f64, Bound<'_, pyo3::types::PyDict>) =
@@ -55,6 +55,9 @@ fn extract_spec(components: &Bound<'_, PyAny>) -> PyResult<RewardSpec> {
     RewardSpec::new(built).map_err(to_py_err)
 }
 
+/// `(components [K, N], total [N])`.
+type Scores<'py> = (Bound<'py, PyArray2<f64>>, Bound<'py, PyArray1<f64>>);
+
 /// See `reasonrl.rewards.RewardSpec.score` for the documented Python API.
 #[pyfunction]
 #[pyo3(signature = (
@@ -73,7 +76,7 @@ pub fn score_rewards<'py>(
     lengths: Option<Vec<f64>>,
     external: Option<Vec<(String, Vec<f64>)>>,
     threads: Option<usize>,
-) -> PyResult<(Bound<'py, PyArray2<f64>>, Bound<'py, PyArray1<f64>>)> {
+) -> PyResult<Scores<'py>> {
     let spec = extract_spec(components)?;
     let completions = extract_texts(completions, "completions")?;
     let answers = answers.map(|a| extract_texts(a, "answers")).transpose()?;

@@ -11,11 +11,14 @@ use crate::errors::to_py_err;
 /// naming its index.
 pub fn extract_texts(sequence: &Bound<'_, PyAny>, argument: &'static str) -> PyResult<Vec<String>> {
     if sequence.is_instance_of::<PyString>() {
-        return Err(to_py_err(Error::invalid(argument, "expected a list of strings, got one string")));
+        return Err(to_py_err(Error::invalid(
+            argument,
+            "expected a list of strings, got one string",
+        )));
     }
-    let length = sequence.len().map_err(|_| {
-        to_py_err(Error::invalid(argument, "expected a list of strings"))
-    })?;
+    let length = sequence
+        .len()
+        .map_err(|_| to_py_err(Error::invalid(argument, "expected a list of strings")))?;
     let mut texts = Vec::with_capacity(length);
     for (i, item) in sequence.try_iter()?.enumerate() {
         let item = item?;

@@ -332,14 +332,29 @@ fn watch(
 /// exited yet, then releases the run's resources. The supervisor's exit tears down the run's
 /// namespaces and removing the working directory detaches its tmpfs: both wait on the kernel
 /// (an RCU grace period, milliseconds) and the next run need not wait with them. Nothing of the
-/// run is alive by then but the supervisor.
+/// run is alive by then but the supervisor. At process exit, pending work is finished first.
 fn reap_later(mut child: Child, resources: Box<dyn Send>) {
+    use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
     use std::sync::mpsc::{channel, SendError, Sender};
     use std::sync::Mutex;
     type Pending = (Child, Box<dyn Send>);
     /// The reaper's channel and the pid of the process that started the thread: after `fork()`
     /// the thread does not exist in the child, which then starts its own.
     static REAPER: Mutex<Option<(u32, Sender<Pending>)>> = Mutex::new(None);
+    static PENDING: AtomicUsize = AtomicUsize::new(0);
+    static OWNER: AtomicU32 = AtomicU32::new(0);
+    /// Registered with `atexit`: lets the reaper remove the last working directories (for at
+    /// most a few seconds) before the process goes.
+    extern "C" fn finish_pending() {
+        if OWNER.load(Ordering::SeqCst) != std::process::id() {
+            return;
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(3);
+        while PENDING.load(Ordering::SeqCst) > 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     let mut reaper = REAPER.lock().unwrap_or_else(|p| p.into_inner());
     let pid = std::process::id();
     if reaper.as_ref().is_none_or(|(owner, _)| *owner != pid) {
@@ -348,6 +363,7 @@ fn reap_later(mut child: Child, resources: Box<dyn Send>) {
             for (mut supervisor, resources) in receiver {
                 let _ = supervisor.wait();
                 drop(resources);
+                PENDING.fetch_sub(1, Ordering::SeqCst);
             }
         });
         if thread.is_err() {
@@ -355,13 +371,22 @@ fn reap_later(mut child: Child, resources: Box<dyn Send>) {
             let _ = child.wait();
             return;
         }
+        // Work counted by the parent before a fork is not this process's to wait for.
+        PENDING.store(0, Ordering::SeqCst);
+        if OWNER.swap(pid, Ordering::SeqCst) == 0 {
+            // SAFETY: registering a plain extern "C" function (inherited across fork, where
+            // the OWNER check makes it a no-op until the child starts its own reaper).
+            unsafe { libc::atexit(finish_pending) };
+        }
         // A channel inherited through fork has no receiver here; forget it rather than drop it.
         std::mem::forget(reaper.replace((pid, sender)));
     }
     let sender = &reaper.as_ref().expect("set above").1;
+    PENDING.fetch_add(1, Ordering::SeqCst);
     if let Err(SendError((mut child, resources))) = sender.send((child, resources)) {
         let _ = child.wait();
         drop(resources);
+        PENDING.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

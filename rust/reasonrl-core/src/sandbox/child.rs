@@ -108,6 +108,8 @@ pub(super) struct Plan {
     pub files: Vec<(CString, Vec<u8>)>,
     /// Write end of the report pipe, kept open across exec.
     pub report_fd: RawFd,
+    /// A network namespace to join instead of creating one (-1: create one per run).
+    pub netns_fd: RawFd,
     pub rlimits: Vec<(Resource, u64, u64)>,
 }
 
@@ -211,7 +213,11 @@ unsafe fn enter_supervisor(plan: &Plan) -> u8 {
     }
     if steps.net_ns {
         // A network namespace has only a loopback interface, and it is down: no network at all.
-        worked.net_ns = libc::unshare(libc::CLONE_NEWNET) == 0;
+        worked.net_ns = if plan.netns_fd >= 0 {
+            libc::setns(plan.netns_fd, libc::CLONE_NEWNET) == 0
+        } else {
+            libc::unshare(libc::CLONE_NEWNET) == 0
+        };
         require(plan, worked.net_ns, "network namespace");
     }
     if steps.mount_ns {
@@ -231,7 +237,7 @@ unsafe fn enter_supervisor(plan: &Plan) -> u8 {
     worked.to_bits()
 }
 
-/// S after the fork: wait for P, clean up, exit with the program's status.
+/// S after the fork: wait for P, kill and reap what is left, report the program's status.
 unsafe fn supervise(
     plan: &Plan,
     first: libc::pid_t,
@@ -271,8 +277,7 @@ unsafe fn supervise(
     if libc::read(0, reported.as_mut_ptr() as *mut c_void, 4) == 4 {
         status = c_int::from_ne_bytes(reported);
     }
-    let program = first;
-    kill_leftovers(program, plan.steps.pid_ns);
+    kill_leftovers(first, plan.steps.pid_ns);
     if plan.probe {
         let program_bits = if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { 0 };
         libc::_exit(program_bits | i32::from(namespaces));
@@ -295,12 +300,12 @@ unsafe fn supervise(
     libc::_exit(libc::WEXITSTATUS(status))
 }
 
-/// Kills and reaps every process the program left: its process group, and (without a PID
-/// namespace) every orphan reparented to us, until we have no child left.
-unsafe fn kill_leftovers(program: libc::pid_t, pid_ns: bool) {
+/// Kills and reaps every process the program left: the process group of `first` (P), and
+/// (without a PID namespace) every orphan reparented to us, until we have no child left.
+unsafe fn kill_leftovers(first: libc::pid_t, pid_ns: bool) {
     loop {
         // The group outlives its leader: the pgid cannot be reused while members remain.
-        libc::kill(-program, libc::SIGKILL);
+        libc::kill(-first, libc::SIGKILL);
         if !pid_ns {
             kill_children();
         }

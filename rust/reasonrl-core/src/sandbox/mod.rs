@@ -11,16 +11,19 @@
 //! | no network | a network namespace (only a downed loopback) | Landlock ≥ 4 still denies TCP |
 //! | no writes outside its directory | Landlock | only file permissions (and the uid drop) |
 //! | unprivileged | as root: a per-run uid/gid; not root: a user namespace | runs with the host's rights |
-//! | no daemon survives | a PID namespace: the program is its PID 1 | a subreaper kills reparented orphans |
+//! | no daemon survives | a PID namespace whose init (ours) exits with the program | a subreaper kills reparented orphans |
 //! | host processes invisible | a fresh /proc in its PID namespace | host /proc (protected by the uid drop) |
 //!
 //! Which protections work here is found out once, at first use, by a probe that takes the very
 //! steps a run takes ([`capabilities`]); each run then requires them.
 //!
 //! The process tree of one run: the host spawns a supervisor (S) in a new session; S creates the
-//! namespaces and forks the program (P); at the deadline the host asks S (SIGTERM) to kill P, and
-//! S kills P's group and every orphan it inherited, reaps them all, then exits. When S has exited,
-//! nothing of the run is left. See `child.rs`.
+//! namespaces and forks P, the PID namespace's init, which forks the program. At the deadline the
+//! host asks S (SIGTERM) to kill P, whose death takes the whole namespace along. S then kills
+//! whatever is left (P's group, orphans it inherited), reaps it all and reports the program's
+//! status on a pipe: from then on nothing of the run is alive. S's own exit (which tears down the
+//! namespaces) and the removal of the working directory are awaited in the background. See
+//! `child.rs`.
 //!
 //! [`python`] runs Python test suites (assert style and stdin/stdout style) on top of [`run`].
 
@@ -30,6 +33,7 @@ mod landlock;
 pub mod python;
 
 use std::ffi::{CString, OsString};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
@@ -193,6 +197,36 @@ pub fn capabilities() -> &'static Capabilities {
 struct Setup {
     capabilities: Capabilities,
     steps: Steps,
+    /// As root: one empty network namespace that every run joins. Creating and destroying a
+    /// namespace per run costs milliseconds of kernel time (destruction waits for RCU grace
+    /// periods); sharing one loses nothing: its loopback is down, so runs cannot reach each
+    /// other over IP (and Landlock ≥ 6 scopes abstract unix sockets to each run).
+    netns: Option<OwnedFd>,
+}
+
+impl Setup {
+    fn netns_fd(&self) -> RawFd {
+        self.netns.as_ref().map_or(-1, |fd| fd.as_raw_fd())
+    }
+}
+
+/// A fresh network namespace held by a descriptor. A thread's network namespace is its own,
+/// so a throwaway thread enters a new one and opens a handle on it; the host is unchanged.
+fn empty_network_namespace() -> Option<OwnedFd> {
+    std::thread::spawn(|| {
+        // SAFETY: unshare affects only this thread; open returns a descriptor we then own.
+        unsafe {
+            if libc::unshare(libc::CLONE_NEWNET) != 0 {
+                return None;
+            }
+            let fd =
+                libc::open(c"/proc/thread-self/ns/net".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+            (fd >= 0).then(|| OwnedFd::from_raw_fd(fd))
+        }
+    })
+    .join()
+    .ok()
+    .flatten()
 }
 
 fn setup() -> &'static Setup {
@@ -209,7 +243,10 @@ fn setup() -> &'static Setup {
             landlock: true,
             uid_drop: root,
         };
-        let steps = probe(wanted);
+        // Only root may join a namespace it did not create in its own user namespace.
+        let netns = if root { empty_network_namespace() } else { None };
+        let netns_fd = netns.as_ref().map_or(-1, |fd| fd.as_raw_fd());
+        let steps = probe(wanted, netns_fd);
         let landlock_abi = landlock::abi_version();
         let capabilities = Capabilities {
             root,
@@ -224,13 +261,13 @@ fn setup() -> &'static Setup {
             unprivileged: if root { steps.uid_drop } else { steps.user_ns },
             orphan_reaping: Path::new("/proc/thread-self/children").exists(),
         };
-        Setup { capabilities, steps }
+        Setup { capabilities, steps, netns }
     })
 }
 
 /// Runs the set-up of a real run in probe mode: each step that works sets its bit in the exit
 /// code. The host's own process is never changed by a probe.
-fn probe(wanted: Steps) -> Steps {
+fn probe(wanted: Steps, netns_fd: RawFd) -> Steps {
     let Ok(run_dir) = RunDir::create() else { return Steps::default() };
     let id = SandboxId::acquire();
     let Ok(plan) =
@@ -238,6 +275,7 @@ fn probe(wanted: Steps) -> Steps {
     else {
         return Steps::default();
     };
+    let plan = Plan { netns_fd, ..plan };
     let job = Job { program: Path::new("/"), args: &[], files: &[], stdin: None };
     let outcome =
         capture::run_planned(&job, &plan, &Limits::default(), None, Box::new((run_dir, id)));
@@ -286,7 +324,6 @@ pub fn run(job: &Job<'_>, limits: &Limits, expose: &[PathBuf]) -> Outcome {
             ));
         }
     }
-    use std::os::fd::AsRawFd;
     let plan = match build_plan(
         setup.steps,
         false,
@@ -297,7 +334,7 @@ pub fn run(job: &Job<'_>, limits: &Limits, expose: &[PathBuf]) -> Outcome {
         report_write.as_raw_fd(),
         limits,
     ) {
-        Ok(plan) => plan,
+        Ok(plan) => Plan { netns_fd: setup.netns_fd(), ..plan },
         Err(e) => return failed(e),
     };
     let report_fd = report_write.as_raw_fd().to_string();
@@ -366,6 +403,7 @@ fn build_plan(
             })
             .collect::<Result<_, _>>()?,
         report_fd,
+        netns_fd: -1,
         rlimits,
     })
 }

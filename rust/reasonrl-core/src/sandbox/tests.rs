@@ -26,14 +26,6 @@ fn processes_with(marker: &str) -> usize {
         .count()
 }
 
-fn leftover_run_dirs() -> usize {
-    std::fs::read_dir("/tmp")
-        .unwrap()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with("reasonrl-run-"))
-        .count()
-}
-
 #[test]
 fn sandbox_runs_a_program_and_captures_its_output() {
     let outcome = sh("echo hello; echo oops >&2; exit 3", &quick());
@@ -133,10 +125,11 @@ fn sandbox_feeds_large_stdin_without_deadlock() {
 
 #[test]
 fn sandbox_creates_files_and_passes_the_report_descriptor() {
+    // bash, not sh: dash cannot redirect to a descriptor above 9.
     let args: Vec<OsString> = vec!["script.sh".into(), REPORT_FD.into()];
     let files: &[(&str, &[u8])] =
         &[("script.sh", b"cat data.txt; echo verdict >&$1"), ("data.txt", b"payload")];
-    let job = Job { program: Path::new("/bin/sh"), args: &args, files, stdin: None };
+    let job = Job { program: Path::new("/bin/bash"), args: &args, files, stdin: None };
     let outcome = run(&job, &quick(), &[]);
     assert_eq!(outcome.stdout, b"payload");
     assert_eq!(outcome.report, b"verdict\n");
@@ -172,17 +165,20 @@ fn sandbox_contains_a_fork_bomb() {
 
 #[test]
 fn sandbox_leaves_no_directory_behind() {
-    let before = leftover_run_dirs();
-    for script in ["echo x > a; mkdir -p d/e; chmod 000 d", "exit 1"] {
-        sh(script, &quick());
+    let mut used = Vec::new();
+    for script in ["pwd; echo x > a; mkdir -p d/e; chmod 000 d", "pwd; exit 1"] {
+        let outcome = sh(script, &quick());
+        used.push(String::from_utf8_lossy(&outcome.stdout).lines().next().unwrap().to_string());
     }
-    // Other tests run concurrently and own directories of their own; ours are gone once their
-    // supervisors are reaped (in the background, milliseconds later).
+    // Removed once their supervisors are reaped (in the background, milliseconds later).
     let deadline = Instant::now() + Duration::from_secs(5);
-    while leftover_run_dirs() > before && Instant::now() < deadline {
+    while used.iter().any(|dir| Path::new(dir).exists()) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(leftover_run_dirs() <= before);
+    assert!(
+        used.iter().all(|dir| dir.starts_with("/tmp/reasonrl-run-") && !Path::new(dir).exists()),
+        "{used:?}"
+    );
 }
 
 #[test]

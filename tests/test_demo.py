@@ -1,0 +1,38 @@
+"""`reasonrl demo` end to end at a small size: every stage runs through the real trainers and
+the run leaves its table, summary, metrics, plots, report and a loadable final model behind.
+
+The full-size demo (the README's main command) trains for several minutes; its figures are
+reported in the README, not asserted here.
+"""
+
+from __future__ import annotations
+
+import json
+
+from transformers import AutoModelForCausalLM
+from transformers.utils import logging as hf_logging
+
+from reasonrl.demo import DemoSettings, run_demo
+
+hf_logging.disable_progress_bar()
+
+
+def test_demo_runs_every_stage_and_writes_its_report(tmp_path):
+    settings = DemoSettings(
+        n_train=64, n_heldout=8, pretrain_lines=512, cold_start_examples=32, cold_start_epochs=1,
+        grpo_steps=2, length_steps=2, prompts_per_step=2, group_size=4, eval_samples=2, max_new_tokens=24,
+    )
+    lines: list[str] = []
+    result = run_demo(tmp_path / "demo", settings, log=lines.append)
+    assert [row["stage"] for row in result["rows"]] == ["base", "cold_start", "grpo", "long2short"]
+    table = "\n".join(lines)
+    assert "stage" in table and "long2short" in table
+    summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
+    for stage in ("base", "cold_start", "grpo", "long2short"):
+        assert 0.0 <= summary[stage]["accuracy"] <= 1.0 and summary[stage]["mean_tokens"] > 0
+    metrics = [json.loads(line) for line in (tmp_path / "demo" / "metrics.jsonl").read_text().splitlines()]
+    assert {m["stage"] for m in metrics} == {"base", "cold_start", "grpo", "long2short"}
+    assert any("reward/length" in m for m in metrics if m["stage"] == "long2short")
+    report = (tmp_path / "demo" / "report.md").read_text()
+    assert "plots/" in report and any((tmp_path / "demo" / "plots").glob("*.png"))
+    AutoModelForCausalLM.from_pretrained(tmp_path / "demo" / "final")
