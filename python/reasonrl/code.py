@@ -26,6 +26,7 @@ from typing import Any, Literal, Sequence, Union, cast
 
 from reasonrl import _core
 from reasonrl.errors import InvalidInputError
+from reasonrl.rewards import completion_text
 
 __all__ = [
     "CodeResult",
@@ -253,20 +254,6 @@ def extract_code(text: str) -> str:
     return chosen[-1] if chosen else ""
 
 
-def _completion_text(completion: Any) -> str:
-    """A completion as text: a str, or a chat (a list of messages) whose last message counts."""
-    if isinstance(completion, str):
-        return completion
-    if isinstance(completion, list) and completion and isinstance(completion[-1], dict):
-        content = completion[-1].get("content")
-        if isinstance(content, str):
-            return content
-    raise InvalidInputError(
-        "invalid `completions`: each must be a str or a list of chat messages "
-        f"[{{'role': ..., 'content': str}}], got {type(completion).__name__}"
-    )
-
-
 def code_reward(
     completions: Sequence[Any], tests: Sequence[TestCases], **kwargs: Any
 ) -> list[float]:
@@ -283,7 +270,7 @@ def code_reward(
         for name in ("timeout_s", "memory_mb", "max_output_mb", "threads", "interpreter")
         if name in kwargs
     }
-    programs = [extract_code(_completion_text(c)) for c in completions]
+    programs = [extract_code(completion_text(c, i)) for i, c in enumerate(completions)]
     if len(programs) != len(tests):
         raise InvalidInputError(
             f"invalid `tests`: {len(tests)} test suites for {len(programs)} completions"

@@ -27,6 +27,9 @@ cosine_length      right answers: ``correct_short`` [1.0] at length 0 down to ``
 overlong           DAPO soft overlong punishment: 0 up to ``max_len`` [4096] − ``cache``
                    [512], a linear ramp to −1 at ``max_len``, −1 beyond.
 repetition         ``max_penalty`` [−1.0] × share of repeated word ``n``-grams [3].
+code_accuracy      share of the test cases the last fenced code block passes, run in the
+                   sandbox (``reasonrl.code``); ``timeout_s`` [5], ``memory_mb`` [512]. Needs
+                   ``tests``.
 python             a Python function with TRL's reward signature,
                    ``fn(completions, **kwargs) -> list[float | None]`` (``is_accuracy``).
 =================  ==========================================================================
@@ -69,6 +72,8 @@ RUST_KINDS = frozenset(
 )
 
 RewardFunction = Callable[..., Sequence[float | None]]
+# Kinds computed in Python before the Rust call, and the parameters each accepts.
+PYTHON_KINDS = {"python": {"is_accuracy"}, "code_accuracy": {"timeout_s", "memory_mb"}}
 
 
 @dataclass(frozen=True)
@@ -82,12 +87,12 @@ class Component:
     fn: RewardFunction | None = None
 
     def __post_init__(self) -> None:
-        if self.kind == "python":
-            if not callable(self.fn):
-                raise InvalidInputError(
-                    f"invalid `components`: component {self.name!r} of kind 'python' needs a callable `fn`"
-                )
-            unknown = set(self.params) - {"is_accuracy"}
+        if self.kind == "python" and not callable(self.fn):
+            raise InvalidInputError(
+                f"invalid `components`: component {self.name!r} of kind 'python' needs a callable `fn`"
+            )
+        if self.kind in PYTHON_KINDS:
+            unknown = set(self.params) - PYTHON_KINDS[self.kind]
             if unknown:
                 raise InvalidInputError(
                     f"invalid `components`: component {self.name!r}: unknown parameter(s) {sorted(unknown)}"
@@ -95,9 +100,9 @@ class Component:
         elif self.kind not in RUST_KINDS:
             raise InvalidInputError(
                 f"invalid `components`: component {self.name!r}: unknown kind {self.kind!r}; "
-                f"expected one of {sorted(RUST_KINDS | {'python'})}"
+                f"expected one of {sorted(RUST_KINDS | set(PYTHON_KINDS))}"
             )
-        elif self.fn is not None:
+        if self.kind != "python" and self.fn is not None:
             raise InvalidInputError(
                 f"invalid `components`: component {self.name!r}: only kind 'python' takes `fn`"
             )
@@ -213,14 +218,14 @@ class RewardSpec:
         ])
 
     def _python(self) -> list[Component]:
-        return [c for c in self.components if c.kind == "python"]
+        return [c for c in self.components if c.kind in PYTHON_KINDS]
 
     def _rust_components(self) -> list[tuple[str, str, float, dict[str, Any]]]:
         out = []
         for c in self.components:
-            if c.kind == "python":
-                params = {"is_accuracy": bool(c.params.get("is_accuracy", False))}
-                out.append((c.name, "external", c.weight, params))
+            if c.kind in PYTHON_KINDS:
+                is_accuracy = c.kind == "code_accuracy" or bool(c.params.get("is_accuracy", False))
+                out.append((c.name, "external", c.weight, {"is_accuracy": is_accuracy}))
             else:
                 out.append((c.name, c.kind, float(c.weight), dict(c.params)))
         return out
@@ -235,6 +240,7 @@ class RewardSpec:
         gold_choices: Sequence[int | str] | None = None,
         group_ids: Sequence[int] | np.ndarray[Any, Any] | None = None,
         lengths: Sequence[float] | np.ndarray[Any, Any] | None = None,
+        tests: Sequence[Any] | None = None,
         threads: int | None = None,
         **columns: Any,
     ) -> RewardScores:
@@ -247,13 +253,14 @@ class RewardSpec:
             choices, gold_choices: N option lists and the right option (index or letter).
             group_ids: N prompt-group ids (``kimi_length``).
             lengths: N completion lengths in tokens (characters are counted otherwise).
+            tests: N test suites (``code_accuracy``; the forms ``reasonrl.code.run_tests`` takes).
             threads: worker threads for this call.
             **columns: extra data-set columns, passed on to Python reward functions.
         """
         texts = [completion_text(c, i) for i, c in enumerate(completions)]
         # Cheap shape checks first, so a bad batch fails before any Python reward runs.
         given = {"prompts": prompts, "answers": answers, "choices": choices,
-                 "gold_choices": gold_choices, "group_ids": group_ids, "lengths": lengths}
+                 "gold_choices": gold_choices, "group_ids": group_ids, "lengths": lengths, "tests": tests}
         for argument, values in given.items():
             if values is not None and len(values) != len(texts):
                 raise InvalidInputError(
@@ -261,11 +268,18 @@ class RewardSpec:
                 )
         external = []
         for c in self._python():
-            assert c.fn is not None
-            kwargs = dict(columns)
-            if answers is not None:
-                kwargs.setdefault("answer", answers)
-            values = c.fn(completions=list(completions), prompts=prompts, **kwargs)
+            if c.kind == "code_accuracy":
+                if tests is None:
+                    raise InvalidInputError(f"invalid `tests`: component {c.name!r} needs `tests`")
+                from reasonrl.code import code_reward  # the sandbox; one GIL-free batch call
+
+                values = code_reward(texts, list(tests), threads=threads, **dict(c.params))
+            else:
+                assert c.fn is not None
+                kwargs = dict(columns)
+                if answers is not None:
+                    kwargs.setdefault("answer", answers)
+                values = c.fn(completions=list(completions), prompts=prompts, **kwargs)
             external.append((c.name, self._python_values(c.name, values, len(texts))))
         matrix, total = _core.score_rewards(
             self._rust_components(),

@@ -190,3 +190,16 @@ def test_mmlu_letters_round_trip(data_dir):
     # Options whose text is itself a lone letter or repeated can be ambiguous; the rest must match.
     text_scores = spec.score(by_text, choices=choices, gold_choices=gold).components["mc"]
     assert text_scores.mean() > 0.97, text_scores.mean()
+
+
+def test_code_accuracy_runs_the_tests_in_the_sandbox():
+    spec = RewardSpec([Component("code", "code_accuracy", 1.0, {"timeout_s": 5})])
+    good = "```python\ndef add(a, b):\n    return a + b\n```"
+    half = "```python\ndef add(a, b):\n    return a + b if a else 0\n```"
+    tests = [["assert add(1, 2) == 3", "assert add(0, 2) == 2"]] * 3
+    scores = spec.score([good, half, "no code here"], tests=tests)
+    np.testing.assert_allclose(scores.components["code"], [1.0, 0.5, 0.0])
+    with pytest.raises(InvalidInputError, match="`tests`"):
+        spec.score([good])
+    with pytest.raises(InvalidInputError, match="unknown parameter"):
+        RewardSpec([Component("code", "code_accuracy", 1.0, {"timeout": 5})])

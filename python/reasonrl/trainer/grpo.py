@@ -154,6 +154,7 @@ class GRPOTrainer:
             gold_choices=[e.gold_choice or 0 for e in per_row] if "choice_accuracy" in kinds else None,
             group_ids=rollouts.prompt_index.cpu().numpy(),
             lengths=rollouts.lengths.cpu().numpy(),
+            tests=[e.tests or "" for e in per_row] if "code_accuracy" in kinds else None,
             examples=per_row,
         )
 
