@@ -333,15 +333,29 @@ fn watch(
 /// namespaces and removing the working directory detaches its tmpfs: both wait on the kernel
 /// (an RCU grace period, milliseconds) and the next run need not wait with them. Nothing of the
 /// run is alive by then but the supervisor. At process exit, pending work is finished first.
+/// Supervisors handed to the reaper and not reaped yet (in this process).
+static PENDING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Waits, at most `limit`, until every supervisor handed to the reaper is reaped: then no
+/// process of any finished run is alive. A batch calls this before it returns, so "nothing is
+/// left behind" holds when the caller gets its results, while single runs inside the batch
+/// still do not wait for each other's teardown.
+pub(crate) fn wait_for_reaper(limit: Duration) {
+    use std::sync::atomic::Ordering;
+    let deadline = Instant::now() + limit;
+    while PENDING.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 fn reap_later(mut child: Child, resources: Box<dyn Send>) {
-    use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+    use std::sync::atomic::{AtomicU32, Ordering};
     use std::sync::mpsc::{channel, SendError, Sender};
     use std::sync::Mutex;
     type Pending = (Child, Box<dyn Send>);
     /// The reaper's channel and the pid of the process that started the thread: after `fork()`
     /// the thread does not exist in the child, which then starts its own.
     static REAPER: Mutex<Option<(u32, Sender<Pending>)>> = Mutex::new(None);
-    static PENDING: AtomicUsize = AtomicUsize::new(0);
     static OWNER: AtomicU32 = AtomicU32::new(0);
     /// Registered with `atexit`: lets the reaper remove the last working directories (for at
     /// most a few seconds) before the process goes.

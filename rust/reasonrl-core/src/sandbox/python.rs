@@ -149,7 +149,7 @@ pub fn run_tests(
             format!("{} is not an absolute path to a file", interpreter.display()),
         ));
     }
-    parallel::install(threads, || {
+    let results = parallel::install(threads, || {
         // One program per task: runs take milliseconds to seconds, so balance beats batching.
         (0..programs.len())
             .into_par_iter()
@@ -159,7 +159,11 @@ pub fn run_tests(
                 Tests::Io(cases) => run_io(&programs[i], cases, config),
             })
             .collect()
-    })
+    })?;
+    // The last runs' teardown (namespaces, tmpfs) finishes in the background; wait for it so
+    // that no process of this batch outlives the call.
+    super::capture::wait_for_reaper(Duration::from_secs(5));
+    Ok(results)
 }
 
 /// Executes `program.py` as `__main__`, then each `test_<i>.py` in the same namespace; writes
