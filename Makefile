@@ -49,6 +49,7 @@ bench: install-test
 	$(BIN)/python benches/bench_rewards.py
 	$(BIN)/python benches/bench_code.py
 	$(BIN)/python benches/bench_kernels.py
+	$(BIN)/python benches/bench_trl.py
 
 clean:
 	rm -rf $(DIST) target $(VENV)
