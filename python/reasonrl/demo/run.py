@@ -53,6 +53,7 @@ class DemoSettings:
     prompts_per_step: int = 16
     group_size: int = 16
     eval_samples: int = 4
+    format_weight: float = 0.1
     max_new_tokens: int = 64
 
 
@@ -137,7 +138,7 @@ def run_demo(output_dir: str | Path = "runs/demo", settings: DemoSettings | None
     }
     r1_rewards = {
         "accuracy": {"kind": "math_accuracy", "weight": 1.0},
-        "format": {"kind": "format", "weight": 0.1, "think_in_prompt": True},
+        "format": {"kind": "format", "weight": settings.format_weight, "think_in_prompt": True},
     }
     start = time.perf_counter()
     grpo = _stage("grpo", "grpo", root, settings, reward=r1_rewards, run={"steps": settings.grpo_steps}, **grpo_sections)
