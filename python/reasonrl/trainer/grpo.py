@@ -305,7 +305,7 @@ class GRPOTrainer:
             "response_length/max": float(lengths.max()),
             "truncated_rate": float(rollouts.truncated.float().mean()),
             "rows_in_loss": float(len(batch)),
-            "lr": self.scheduler.get_last_lr()[0],
+            "lr": float(self.scheduler.get_last_lr()[0]),
             **timings,
         }
         if self._accuracy_name is not None:

@@ -95,7 +95,7 @@ class SFTTrainer:
                     self.scheduler.step()
                     step += 1
                     last = mean_across_ranks({
-                        "loss": loss.item(), "grad_norm": grad_norm.item(), "lr": self.scheduler.get_last_lr()[0],
+                        "loss": loss.item(), "grad_norm": grad_norm.item(), "lr": float(self.scheduler.get_last_lr()[0]),
                         "response_tokens": float((batch["labels"] != -100).sum()),
                     })
                     logger.log(step, last)
