@@ -13,13 +13,13 @@ touch the process-wide backend of a notebook the trainer runs in.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reasonrl.data.loading import read_jsonl
 from reasonrl.errors import InvalidInputError
 
 __all__ = ["PLOTS", "PlotSpec", "read_metrics", "write_report"]
@@ -73,27 +73,13 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
             the message gives the line number.
     """
     records = []
-    with Path(path).open(encoding="utf-8") as f:
-        for line_number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise InvalidInputError(
-                    f"invalid metrics file {path}: line {line_number} is not valid JSON ({error.msg})"
-                ) from None
-            if not isinstance(record, dict):
-                raise InvalidInputError(
-                    f"invalid metrics file {path}: line {line_number} is a JSON {type(record).__name__}, "
-                    "expected an object"
-                )
-            step = record.get("step")
-            if isinstance(step, bool) or not isinstance(step, int):
-                raise InvalidInputError(
-                    f"invalid metrics file {path}: line {line_number} has no integer 'step' (got {step!r})"
-                )
-            records.append(record)
+    for line_number, record in read_jsonl(Path(path), what="metrics file"):
+        step = record.get("step")
+        if isinstance(step, bool) or not isinstance(step, int):
+            raise InvalidInputError(
+                f"invalid metrics file {path}: line {line_number} has no integer 'step' (got {step!r})"
+            )
+        records.append(record)
     return records
 
 

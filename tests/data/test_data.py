@@ -303,7 +303,7 @@ def test_malformed_jsonl_line_is_named(tmp_path: Path) -> None:
     with pytest.raises(InvalidInputError, match="line 3 is not valid JSON"):
         load_examples(path)
     path.write_text('["not", "an", "object"]\n', encoding="utf-8")
-    with pytest.raises(InvalidInputError, match="line 1: expected a JSON object"):
+    with pytest.raises(InvalidInputError, match="line 1 is a JSON list, expected a JSON object"):
         load_examples(path)
 
 

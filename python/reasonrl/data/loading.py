@@ -176,7 +176,9 @@ def _read_file(path: Path) -> Iterator[dict[str, Any]]:
     return _READERS[suffix](path)
 
 
-def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
+def read_jsonl(path: Path, what: str = "data") -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each line of a JSON-lines file; blank lines are skipped. A line
+    that is not a JSON object is an InvalidInputError naming `what`, the file and the line."""
     with path.open(encoding="utf-8") as f:
         for line_number, line in enumerate(f, start=1):
             if not line.strip():
@@ -185,13 +187,18 @@ def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
                 row = json.loads(line)
             except json.JSONDecodeError as error:
                 raise InvalidInputError(
-                    f"invalid data: {path.name} line {line_number} is not valid JSON ({error.msg})"
+                    f"invalid {what}: {path.name} line {line_number} is not valid JSON ({error.msg})"
                 ) from None
             if not isinstance(row, dict):
                 raise InvalidInputError(
-                    f"invalid data: {path.name} line {line_number}: expected a JSON object, got {type(row).__name__}"
+                    f"invalid {what}: {path.name} line {line_number} is a JSON {type(row).__name__}, "
+                    "expected a JSON object"
                 )
-            yield row
+            yield line_number, row
+
+
+def _read_jsonl_rows(path: Path) -> Iterator[dict[str, Any]]:
+    return (row for _, row in read_jsonl(path))
 
 
 def _read_json(path: Path) -> Iterator[dict[str, Any]]:
@@ -200,7 +207,7 @@ def _read_json(path: Path) -> Iterator[dict[str, Any]]:
         data = json.loads(text)
     except json.JSONDecodeError as error:
         if error.msg == "Extra data":  # one object per line under a .json name
-            yield from _read_jsonl(path)
+            yield from _read_jsonl_rows(path)
             return
         raise InvalidInputError(
             f"invalid data: {path.name} is not valid JSON (line {error.lineno}: {error.msg})"
@@ -238,7 +245,7 @@ def _read_parquet(path: Path) -> Iterator[dict[str, Any]]:
         yield from batch.to_pylist()
 
 
-_READERS = {".jsonl": _read_jsonl, ".json": _read_json, ".csv": _read_csv, ".parquet": _read_parquet}
+_READERS = {".jsonl": _read_jsonl_rows, ".json": _read_json, ".csv": _read_csv, ".parquet": _read_parquet}
 
 
 def _read_hub(name: str, split: str | None) -> Iterator[dict[str, Any]]:
