@@ -9,7 +9,9 @@ Component kinds and their parameters (defaults in brackets):
 kind               value per completion
 =================  ==========================================================================
 math_accuracy      1 if the final answer equals the gold answer (``reasonrl.math.verify``).
-                   ``timeout_s`` [1.0]. Needs ``answers``.
+                   ``timeout_s`` [1.0]; ``answer_tag`` [False]: grade only the inside of a
+                   closed ``<answer>…</answer>`` block (no block → 0), so the template cannot
+                   be dropped without losing accuracy. Needs ``answers``.
 choice_accuracy    1 if the chosen option is the gold one. Needs ``choices`` and
                    ``gold_choices`` (index or letter).
 format             the R1 template ``<think>…</think><answer>…</answer>``: ``strict`` [True]

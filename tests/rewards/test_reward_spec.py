@@ -31,6 +31,21 @@ def test_r1_zero_scores_accuracy_and_format():
     assert scores.metrics()["reward/accuracy"] == 0.75
 
 
+def test_answer_tag_grades_only_an_answer_inside_the_template():
+    spec = RewardSpec([Component("accuracy", "math_accuracy", params={"answer_tag": True})])
+    completions = [
+        "2+2 so 4</think><answer>4</answer>",
+        "2+2 so 4",  # right, but outside the template
+        "The answer is \\boxed{4}",
+        "<answer>4",  # never closed
+        "<think>4</think><answer>\\frac{8}{2}</answer>",
+    ]
+    scores = spec.score(completions, answers=["4"] * 5)
+    np.testing.assert_array_equal(scores.components["accuracy"], [1, 0, 0, 0, 1])
+    with pytest.raises(InvalidInputError, match="answer_tag"):
+        RewardSpec([Component("accuracy", "math_accuracy", params={"answer_tag": "yes"})])
+
+
 def test_lenient_format_and_tag_count():
     spec = RewardSpec([
         Component("lenient", "format", 1.0, {"strict": False}),

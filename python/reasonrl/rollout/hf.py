@@ -1,10 +1,25 @@
-"""Rollouts with Hugging Face `generate`: batched sampling with a KV cache on the policy itself."""
+"""Rollouts on the training model itself: batched sampling with a KV cache.
+
+The default engine is a lean decode loop written for RL rollouts rather than `generate`:
+
+- each prompt is encoded once and its KV cache copied G times (``prefill once, sample G``);
+- rows that finished (EOS or a stop string) leave the batch, so the step cost follows the
+  rows still running, not the longest one;
+- no logits-processor or stopping-criteria machinery between steps.
+
+``engine="generate"`` uses Hugging Face `generate` instead, for models whose forward does not
+take ``past_key_values`` / ``position_ids`` the usual way.
+"""
 
 from __future__ import annotations
 
-import torch
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+import inspect
+from typing import Literal
 
+import torch
+from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
+
+from reasonrl.errors import InvalidInputError
 from reasonrl.rollout.base import Rollouts, SamplingParams
 
 
@@ -14,16 +29,30 @@ class HFRollout:
     Args:
         model: the policy.
         tokenizer: its tokenizer; must have a pad token (the EOS token is used if it has none).
-        batch_size: sequences per `generate` call (None: all at once) — caps activation memory.
+        batch_size: sequences decoded together (None: all at once), rounded down to whole
+            prompt groups — caps activation and KV-cache memory.
+        engine: ``"reasonrl"`` (the decode loop above) or ``"generate"`` (Hugging Face).
     """
 
-    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, batch_size: int | None = None):
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        batch_size: int | None = None,
+        engine: Literal["reasonrl", "generate"] = "reasonrl",
+    ):
+        if engine not in ("reasonrl", "generate"):
+            raise InvalidInputError(f"engine must be 'reasonrl' or 'generate', got {engine!r}")
+        if batch_size is not None and batch_size < 1:
+            raise InvalidInputError(f"batch_size must be >= 1 or None, got {batch_size}")
         self.model = model
         self.tokenizer = tokenizer
         self.batch_size = batch_size
+        self.engine = engine
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         self.eos_ids = self._eos_ids()
+        self._cache_name: str | None = None
 
     def _eos_ids(self) -> list[int]:
         eos = self.model.generation_config.eos_token_id
@@ -48,11 +77,16 @@ class HFRollout:
         was_training = self.model.training
         self.model.eval()
         chunks = []
-        step = self.batch_size or prompt_ids.shape[0]
+        # Whole prompt groups per chunk, so the decode loop can prefill each prompt once.
+        step = max(1, (self.batch_size or prompt_ids.shape[0]) // n) * n
         for start in range(0, prompt_ids.shape[0], step):
+            rows = slice(start, start + step)
+            if self.engine == "reasonrl":
+                chunks.append(self._decode(prompt_ids[rows], prompt_mask[rows], n, sampling))
+                continue
             out = self.model.generate(
-                input_ids=prompt_ids[start : start + step],
-                attention_mask=prompt_mask[start : start + step],
+                input_ids=prompt_ids[rows],
+                attention_mask=prompt_mask[rows],
                 do_sample=not sampling.greedy,
                 temperature=sampling.temperature if not sampling.greedy else None,
                 top_p=sampling.top_p if not sampling.greedy else None,
@@ -73,6 +107,71 @@ class HFRollout:
         texts = self.tokenizer.batch_decode(completion_ids * completion_mask + self.tokenizer.pad_token_id * (1 - completion_mask), skip_special_tokens=True)
         return Rollouts(prompt_ids, prompt_mask, completion_ids, completion_mask, texts, truncated, prompt_index)
 
+    def _decode(self, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, n: int, sampling: SamplingParams) -> torch.Tensor:
+        """[N, T] sampled tokens for N = prompts × n rows (groups contiguous), pad after a row's
+        end. Rows leave the batch when they emit EOS or complete a stop string."""
+        N, device = prompt_ids.shape[0], prompt_ids.device
+        pad = self.tokenizer.pad_token_id
+        eos = torch.tensor(self.eos_ids, device=device)
+        out = torch.full((N, sampling.max_new_tokens), pad, dtype=prompt_ids.dtype, device=device)  # [N, T]
+        if sampling.max_new_tokens == 0:
+            return out
+
+        # Prefill: one forward per distinct prompt, then its cache and last logits copied n times.
+        firsts = prompt_ids[::n], prompt_mask[::n]  # [N/n, P]
+        positions = (firsts[1].cumsum(dim=1) - 1).clamp(min=0)  # left padding: count real tokens
+        cache = DynamicCache(config=self.model.config)
+        cache_arg = {self._cache_kwarg(): cache}
+        logits = self.model(
+            input_ids=firsts[0], attention_mask=firsts[1], position_ids=positions,
+            use_cache=True, logits_to_keep=1, **cache_arg,
+        ).logits[:, -1]  # [N/n, V]
+        if n > 1:
+            cache.batch_repeat_interleave(n)
+            logits = logits.repeat_interleave(n, dim=0)  # [N, V]
+        mask = prompt_mask  # [n_alive, P + t]
+        next_position = positions[:, -1].repeat_interleave(n) + 1  # [n_alive]
+        alive = torch.arange(N, device=device)  # rows of `out` still decoding
+
+        stop_window = max((len(s) for s in sampling.stop), default=0)  # tokens ≥ 1 char each
+        width = 0  # columns written so far
+        for t in range(sampling.max_new_tokens):
+            width = t + 1
+            tokens = _pick_tokens(logits, sampling)  # [n_alive]
+            out[alive, t] = tokens
+            done = torch.isin(tokens, eos)
+            if stop_window:
+                done |= self._hit_stop(out[alive, max(0, t + 1 - stop_window) : t + 1], sampling.stop)
+            if t + 1 == sampling.max_new_tokens:
+                break
+            if done.any():
+                keep = torch.nonzero(~done).squeeze(1)
+                if keep.numel() == 0:
+                    break
+                cache.batch_select_indices(keep)
+                alive, tokens, mask, next_position = alive[keep], tokens[keep], mask[keep], next_position[keep]
+            mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
+            logits = self.model(
+                input_ids=tokens[:, None], attention_mask=mask, position_ids=next_position[:, None],
+                use_cache=True, **cache_arg,
+            ).logits[:, -1]
+            next_position = next_position + 1
+        return out[:, :width]
+
+    def _cache_kwarg(self) -> str:
+        """transformers ≥ 5.2x names the cache argument `cache`; earlier versions
+        `past_key_values` (still accepted, with a deprecation warning)."""
+        if self._cache_name is None:
+            params = inspect.signature(self.model.forward).parameters
+            self._cache_name = "cache" if "cache" in params else "past_key_values"
+        return self._cache_name
+
+    def _hit_stop(self, tails: torch.Tensor, stop: tuple[str, ...]) -> torch.Tensor:
+        """[n_alive] whether a row's last tokens ([n_alive, W]) spell out a stop string. Rows stop
+        at the first occurrence, so any occurrence in the window is a new one."""
+        texts = self.tokenizer.batch_decode(tails, skip_special_tokens=True)
+        return torch.tensor([any(s in text for s in stop) for text in texts], device=tails.device)
+
     def _completion_mask(self, completion_ids: torch.Tensor, sampling: SamplingParams) -> tuple[torch.Tensor, torch.Tensor]:
         """[N, T] mask up to and including the first EOS, and [N] whether there was none.
 
@@ -92,3 +191,18 @@ class HFRollout:
             stopped = torch.tensor([t.rstrip().endswith(tuple(sampling.stop)) for t in texts], device=mask.device)
             truncated &= ~stopped
         return mask, truncated
+
+
+def _pick_tokens(logits: torch.Tensor, sampling: SamplingParams) -> torch.Tensor:
+    """[n] next tokens from [n, V] logits: greedy, or sampled at `temperature` from the
+    smallest set of tokens whose probability reaches `top_p` (nucleus sampling)."""
+    if sampling.greedy:
+        return logits.argmax(dim=-1)
+    probs = torch.softmax(logits.float() / sampling.temperature, dim=-1)  # [n, V]
+    if sampling.top_p < 1.0:
+        sorted_probs, order = probs.sort(dim=-1, descending=True)
+        # Drop a token when the tokens before it already reach top_p (the first always stays).
+        outside = sorted_probs.cumsum(dim=-1) - sorted_probs >= sampling.top_p
+        sorted_probs = sorted_probs.masked_fill(outside, 0.0)
+        probs = torch.zeros_like(probs).scatter_(-1, order, sorted_probs)
+    return torch.multinomial(probs, num_samples=1).squeeze(1)

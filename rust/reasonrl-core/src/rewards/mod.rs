@@ -38,7 +38,9 @@ pub enum Param {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Kind {
     /// 1.0 when the completion's final answer is mathematically equal to the gold answer.
-    MathAccuracy { timeout: Duration },
+    /// With `answer_tag`, only an answer given inside a closed `<answer>…</answer>` block counts,
+    /// so a policy cannot keep the accuracy reward while dropping the template.
+    MathAccuracy { timeout: Duration, answer_tag: bool },
     /// 1.0 when the chosen option (see [`choice`]) is the gold option.
     ChoiceAccuracy,
     /// The R1 template, strictly or leniently (see [`format`]).
@@ -162,7 +164,10 @@ impl Component {
                 if seconds <= 0.0 {
                     return Err(p.error(format!("`timeout_s` must be > 0, got {seconds}")));
                 }
-                Kind::MathAccuracy { timeout: Duration::from_secs_f64(seconds) }
+                Kind::MathAccuracy {
+                    timeout: Duration::from_secs_f64(seconds),
+                    answer_tag: p.boolean("answer_tag", false)?,
+                }
             }
             "choice_accuracy" => Kind::ChoiceAccuracy,
             "format" => Kind::Format {
@@ -387,11 +392,17 @@ pub fn score(spec: &RewardSpec, batch: &Batch<'_>) -> Result<Scores> {
         .iter()
         .map(|c| {
             let column = match &c.kind {
-                Kind::MathAccuracy { timeout } => {
+                Kind::MathAccuracy { timeout, answer_tag } => {
                     let answers = batch.answers.unwrap_or_default();
                     let options = math::VerifyOptions { timeout: *timeout, ..Default::default() };
                     map_indices(n, |i| {
-                        f64::from(u8::from(math::verify(&answers[i], completion(i), &options)))
+                        let graded = if *answer_tag {
+                            format::answer_block(completion(i))
+                        } else {
+                            Some(completion(i))
+                        };
+                        let right = graded.is_some_and(|g| math::verify(&answers[i], g, &options));
+                        f64::from(u8::from(right))
                     })
                 }
                 Kind::ChoiceAccuracy => {
@@ -522,6 +533,29 @@ mod tests {
         assert!(err.to_string().contains("accuracy"), "{err}");
         let dup = vec![component("a", "format", 1.0, &[]), component("a", "tag_count", 1.0, &[])];
         assert!(RewardSpec::new(dup).unwrap_err().to_string().contains("duplicate"));
+    }
+
+    #[test]
+    fn answer_tag_grades_only_the_closed_answer_block() {
+        let tagged = RewardSpec::new(vec![component(
+            "acc",
+            "math_accuracy",
+            1.0,
+            &[("answer_tag", Param::Bool(true))],
+        )])
+        .unwrap();
+        let anywhere = RewardSpec::new(vec![component("acc", "math_accuracy", 1.0, &[])]).unwrap();
+        let completions = strings(&[
+            "2+2 so 4</think><answer>4</answer>",
+            "2+2 so 4",
+            "2+2 so 4</think><answer>4",
+            "so 4</think><answer>5</answer>",
+        ]);
+        let answers = strings(&["4", "4", "4", "4"]);
+        let batch =
+            Batch { completions: &completions, answers: Some(&answers), ..Default::default() };
+        assert_eq!(score(&tagged, &batch).unwrap().total, vec![1.0, 0.0, 0.0, 0.0]);
+        assert_eq!(score(&anywhere, &batch).unwrap().total, vec![1.0, 1.0, 1.0, 0.0]);
     }
 
     #[test]
