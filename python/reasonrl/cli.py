@@ -2,6 +2,7 @@
 
     reasonrl demo [--output-dir runs/demo]                 offline R1 story in miniature (CPU, minutes)
     reasonrl train CONFIG.yaml [--set key=value ...] [--resume]   a GRPO stage or a pipeline
+    torchrun --nproc_per_node=8 -m reasonrl train CONFIG.yaml      the same on 8 GPUs (docs/scaling.md)
     reasonrl sft CONFIG.yaml [--set key=value ...]          a supervised cold-start stage
     reasonrl eval --model PATH --data FILE [--format gsm8k] [--samples 4 --ks 1 4] [--json out.json]
     reasonrl info                                           version, threads, sandbox, kernels
@@ -46,13 +47,18 @@ def _train(args: argparse.Namespace, kind: str = "grpo") -> int:
     config = _load(args, kind)  # every config error surfaces here, before any model loads
     _quiet_transformers()
     from reasonrl.pipeline import run_pipeline, run_stage
+    from reasonrl.trainer.distributed import close_distributed, is_main_process
 
-    if isinstance(config, PipelineConfig):
-        summaries = run_pipeline(config, resume=args.resume)
-        print(json.dumps(summaries, indent=2, default=str))
-    else:
-        summary = run_stage(config, resume=getattr(args, "resume", False))
-        print(json.dumps(summary, indent=2, default=str))
+    try:
+        if isinstance(config, PipelineConfig):
+            result: object = run_pipeline(config, resume=args.resume)
+        else:
+            result = run_stage(config, resume=getattr(args, "resume", False))
+        prints = is_main_process()  # asked before the group is gone: then every rank is "rank 0"
+    finally:
+        close_distributed()  # torchrun: leave the process group cleanly, even on an error
+    if prints:
+        print(json.dumps(result, indent=2, default=str))
     return 0
 
 

@@ -25,6 +25,7 @@ __all__ = [
     "AlgorithmConfig",
     "ConfigError",
     "DataConfig",
+    "DistributedConfig",
     "EvalConfig",
     "ModelConfig",
     "OptimConfig",
@@ -75,6 +76,10 @@ class RolloutConfig:
     stop: list[str] = field(default_factory=list)
     mask_truncated: bool = False  # drop the loss of completions that hit max_new_tokens
     generation_batch_size: int | None = None  # sequences per generate call (None: all at once)
+    # vLLM only (backend: vllm), colocated with training on the same GPU:
+    gpu_memory_utilization: float = 0.3  # share of the GPU vLLM takes for its weights and KV cache
+    sleep_mode: bool = True  # free vLLM's KV cache and weights while the trainer updates the policy
+    max_model_len: int | None = None  # prompt + completion tokens (None: the model's own limit)
 
 
 @dataclass
@@ -91,6 +96,10 @@ class AlgorithmConfig:
     micro_batch_size: int = 16  # sequences per forward/backward (gradient accumulation below)
     dynamic_sampling: bool = False  # DAPO: drop groups whose rewards are all equal
     kernel_backend: Literal["auto", "triton", "torch"] = "auto"
+    # Truncated importance sampling (TIS): when the rollout backend reports the log-probs its
+    # sampler used (vLLM), each token's loss is multiplied by min(p_trainer / p_sampler, tis_cap)
+    # to undo the sampler/trainer mismatch. None: off.
+    tis_cap: float | None = None
 
 
 @dataclass
@@ -102,6 +111,23 @@ class OptimConfig:
     schedule: Literal["cosine", "constant"] = "cosine"
     min_lr_ratio: float = 0.1
     max_grad_norm: float = 1.0
+
+
+@dataclass
+class DistributedConfig:
+    """Several processes (torchrun): how the policy is spread over them.
+
+    ``auto`` is ``fsdp`` under torchrun with more than one process and nothing in a single
+    process; ``ddp`` or ``fsdp`` with one process also runs unwrapped (there is nothing to
+    shard or average).
+    """
+
+    strategy: Literal["auto", "fsdp", "ddp", "none"] = "auto"
+    # FSDP2 (torch.distributed.fsdp.fully_shard), one unit per decoder layer plus the root:
+    reshard_after_forward: bool = True  # free gathered weights after forward (ZeRO-3) or keep them (ZeRO-2)
+    mixed_precision: Literal["none", "bfloat16", "float16"] = "none"  # compute dtype; gradients reduce in fp32
+    cpu_offload: bool = False  # sharded parameters, gradients and optimizer state live in CPU memory
+    backend: Literal["auto", "nccl", "gloo"] = "auto"  # auto: nccl with CUDA, gloo without
 
 
 @dataclass
@@ -152,6 +178,7 @@ class StageConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     run: RunConfig = field(default_factory=RunConfig)
     sft: SFTOptions = field(default_factory=SFTOptions)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
 
     def validate(self) -> StageConfig:
         """Checks that need more than one field; raises ConfigError."""
@@ -181,6 +208,10 @@ class StageConfig:
             raise ConfigError(f"rollout.temperature: must be > 0, got {self.rollout.temperature}")
         if not 0 < self.rollout.top_p <= 1:
             raise ConfigError(f"rollout.top_p: must be in (0, 1], got {self.rollout.top_p}")
+        if not 0 < self.rollout.gpu_memory_utilization <= 1:
+            raise ConfigError(
+                f"rollout.gpu_memory_utilization: must be in (0, 1], got {self.rollout.gpu_memory_utilization}"
+            )
         if self.kind == "grpo" and self.rollout.group_size < 2:
             raise ConfigError("rollout.group_size: GRPO needs at least 2 completions per prompt")
         batch = self.rollout.prompts_per_step * self.rollout.group_size
@@ -191,6 +222,10 @@ class StageConfig:
             )
         if self.optim.lr <= 0:
             raise ConfigError(f"optim.lr: must be > 0, got {self.optim.lr}")
+        if self.algorithm.tis_cap is not None and self.algorithm.tis_cap < 1:
+            raise ConfigError(f"algorithm.tis_cap: must be >= 1 (or null for off), got {self.algorithm.tis_cap}")
+        if self.distributed.cpu_offload and self.distributed.strategy == "ddp":
+            raise ConfigError("distributed.cpu_offload: only FSDP can offload (strategy is ddp)")
         if any(k > self.eval.samples for k in self.eval.ks):
             raise ConfigError(f"eval.ks: every k must be <= eval.samples ({self.eval.samples})")
         return self

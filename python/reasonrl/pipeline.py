@@ -1,5 +1,10 @@
 """Running configured stages: one (``reasonrl train`` / ``reasonrl sft``) or a pipeline of them,
-each starting from the model the previous stage saved, with a report at the end."""
+each starting from the model the previous stage saved, with a report at the end.
+
+Under ``torchrun`` every process runs the same stages: the first stage joins the process group
+(see `reasonrl.trainer.distributed`), each rank loads the model onto its own GPU, and rank 0
+alone writes the merged metrics and the report.
+"""
 
 from __future__ import annotations
 
@@ -27,10 +32,12 @@ def run_stage(config: StageConfig, *, resume: bool = False) -> dict[str, Any]:
     The model is saved to ``<run.output_dir>/final`` in Hugging Face format.
     """
     # Imported here: a config error should surface before torch and transformers load.
+    from reasonrl.trainer.distributed import init_distributed
     from reasonrl.trainer.grpo import GRPOTrainer
     from reasonrl.trainer.models import load_model_and_tokenizer
     from reasonrl.trainer.sft import SFTTrainer, sft_pairs
 
+    init_distributed(config.distributed.backend)  # a no-op outside torchrun
     train, heldout = load_stage_data(config)
     model, tokenizer = load_model_and_tokenizer(config.model)
     template = get_template(config.data.template, system_prompt=config.data.system_prompt)
@@ -61,6 +68,10 @@ def run_pipeline(pipeline: PipelineConfig, *, resume: bool = False) -> list[dict
         summary["stage"] = name
         summaries.append(summary)
         previous_model = summary["model"]
+    from reasonrl.trainer.distributed import is_main_process
+
+    if not is_main_process():
+        return summaries
     merge_metrics([root / s["stage"] for s in summaries], root / "metrics.jsonl")
     write_report(root, title=f"reasonrl pipeline: {root.name}", summary={s["stage"]: (s.get("eval") or s.get("train") or {}) for s in summaries})
     return summaries

@@ -33,6 +33,10 @@ class Rollouts:
     texts: list[str]  # N decoded completions (special tokens removed)
     truncated: torch.Tensor  # [N] bool: hit max_new_tokens without ending
     prompt_index: torch.Tensor  # [N] which prompt of the call each row answers
+    # [N, T] log-probs the sampler gave the tokens it picked (0 on padding), from a backend
+    # with its own inference engine (vLLM); the trainer compares them with its own and can
+    # correct for the difference (algorithm.tis_cap). None: the sampler is the trainer.
+    sampler_logp: torch.Tensor | None = None
 
     @property
     def lengths(self) -> torch.Tensor:

@@ -1,5 +1,11 @@
 """Checkpoints that resume exactly: the model in Hugging Face format (safetensors, loadable with
-`from_pretrained`), plus optimizer, scheduler, RNG states and the position in the data."""
+`from_pretrained`), plus optimizer, scheduler, RNG states and the position in the data.
+
+Under torchrun every rank calls `save_checkpoint` (gathering sharded weights is a collective) and
+rank 0 writes one consolidated checkpoint: full weights, and the optimizer state keyed by
+parameter name. Nothing in it depends on the number of ranks, so a run saved on 8 GPUs resumes
+on 1 or 16, under FSDP, DDP or neither.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +18,36 @@ from typing import Any
 import numpy as np
 import torch
 
+from reasonrl.trainer.distributed import (
+    barrier,
+    full_model_state_dict,
+    full_optimizer_state_dict,
+    gather_objects,
+    is_main_process,
+    load_full_model_state_dict,
+    load_full_optimizer_state_dict,
+    rank,
+    unwrap,
+)
+
 STATE_FILE = "trainer_state.pt"
+
+
+def _rng_state() -> dict[str, Any]:
+    return {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+    }
+
+
+def _set_rng_state(rng: dict[str, Any]) -> None:
+    random.setstate(rng["python"])
+    np.random.set_state(rng["numpy"])
+    torch.set_rng_state(rng["torch"])
+    if rng["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
 
 
 def save_checkpoint(
@@ -23,48 +58,71 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer | None = None,
     scheduler: Any = None,
     state: dict[str, Any] | None = None,
-) -> Path:
-    """Writes to a temporary folder, then renames it: a crash mid-save never leaves a
-    half-written checkpoint where `--resume` would pick it up."""
+) -> Path | None:
+    """Writes `directory` on rank 0 and returns it (None on the other ranks); every rank must call.
+
+    Writes to a temporary folder, then renames it: a crash mid-save never leaves a half-written
+    checkpoint where `--resume` would pick it up."""
+    weights = full_model_state_dict(model)  # on CPU, rank 0 only: peak host memory = one model
+    optimizer_state = full_optimizer_state_dict(model, optimizer) if optimizer is not None else None
+    rng_per_rank = gather_objects(_rng_state())
+    if not is_main_process():
+        barrier()
+        return None
     directory = Path(directory)
     partial = directory.with_name(directory.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
-    model.save_pretrained(partial, safe_serialization=True)  # type: ignore[operator]
+    unwrap(model).save_pretrained(partial, state_dict=weights, safe_serialization=True)
     tokenizer.save_pretrained(partial)
     payload = {
         "state": state or {},
-        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "optimizer": optimizer_state,
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
-        "rng": {
-            "python": random.getstate(),
-            "numpy": np.random.get_state(),
-            "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-        },
+        "rng": rng_per_rank,  # one entry per rank
     }
     torch.save(payload, partial / STATE_FILE)
     (partial / "trainer_state.json").write_text(json.dumps(state or {}, indent=2, default=str))
     shutil.rmtree(directory, ignore_errors=True)
     partial.rename(directory)
+    barrier()  # no rank moves on (and maybe resumes from it) before the folder exists
     return directory
 
 
+def load_model_weights(directory: Path, model: torch.nn.Module) -> None:
+    """Loads the checkpoint's Hugging Face weights into `model` (sharding them under FSDP)."""
+    hf_model = unwrap(model)
+    # `from_pretrained` of the model's own class resolves tied and renamed weights as
+    # transformers does; under FSDP2 `type(model)` is a generated subclass, hence the MRO walk.
+    hf_class = next(c for c in type(hf_model).__mro__ if hasattr(c, "from_pretrained"))
+    dtype = next(hf_model.parameters()).dtype
+    loaded = hf_class.from_pretrained(directory, dtype=dtype)
+    load_full_model_state_dict(model, loaded.state_dict())
+
+
 def load_trainer_state(
-    directory: Path, *, optimizer: torch.optim.Optimizer | None = None, scheduler: Any = None
+    directory: Path, *, model: torch.nn.Module | None = None, optimizer: torch.optim.Optimizer | None = None,
+    scheduler: Any = None,
 ) -> dict[str, Any]:
-    """Restores optimizer, scheduler and RNG states; returns the saved trainer state."""
+    """Restores optimizer, scheduler and RNG states; returns the saved trainer state.
+
+    The optimizer state is matched to parameters by name (`model` is then needed). A rank that
+    did not exist when the checkpoint was written keeps its fresh RNG state: the run continues
+    exactly in its data and weights, but its sampling is not the one it would have been."""
     payload = torch.load(Path(directory) / STATE_FILE, map_location="cpu", weights_only=False)
-    if optimizer is not None and payload["optimizer"] is not None:
-        optimizer.load_state_dict(payload["optimizer"])
+    saved_optimizer = payload["optimizer"]
+    if optimizer is not None and saved_optimizer is not None:
+        by_name = all(isinstance(k, str) for k in saved_optimizer.get("state", {}))
+        if by_name and model is not None:
+            load_full_optimizer_state_dict(model, optimizer, saved_optimizer)
+        else:  # a checkpoint from before the state was keyed by name: positions
+            optimizer.load_state_dict(saved_optimizer)
     if scheduler is not None and payload["scheduler"] is not None:
         scheduler.load_state_dict(payload["scheduler"])
     rng = payload["rng"]
-    random.setstate(rng["python"])
-    np.random.set_state(rng["numpy"])
-    torch.set_rng_state(rng["torch"])
-    if rng["cuda"] is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(rng["cuda"])
+    rng_per_rank = rng if isinstance(rng, list) else [rng]
+    if rank() < len(rng_per_rank):
+        _set_rng_state(rng_per_rank[rank()])
     return dict(payload["state"])
 
 

@@ -28,15 +28,30 @@ import numpy as np
 import torch
 
 from reasonrl.advantages import compute_advantages, filter_groups
-from reasonrl.config import StageConfig
+from reasonrl.config import ConfigError, StageConfig
 from reasonrl.data import Example, PromptTemplate, get_template
 from reasonrl.errors import ReasonRLError, TrainingError
 from reasonrl.evaluation import EvalResult, score_samples
 from reasonrl.kernels import grpo_loss, token_logprobs
 from reasonrl.rewards import RewardScores, RewardSpec
 from reasonrl.rollout import HFRollout, RolloutBackend, Rollouts, SamplingParams
-from reasonrl.trainer.checkpoint import latest_checkpoint, load_trainer_state, save_checkpoint
-from reasonrl.trainer.distributed import is_main_process, mean_across_ranks, rank, world_size
+from reasonrl.trainer.checkpoint import latest_checkpoint, load_model_weights, load_trainer_state, save_checkpoint
+from reasonrl.trainer.distributed import (
+    all_ranks_true,
+    all_reduce,
+    clip_grad_norm,
+    gather_objects,
+    gathered_weights,
+    gradient_sync,
+    mean_across_ranks,
+    rank,
+    resolve_strategy,
+    shard_frozen,
+    unwrap,
+    world_size,
+    wrap_policy,
+)
+from reasonrl.trainer.importance import sampler_mismatch, tis_weights
 from reasonrl.trainer.logging import RunLogger
 from reasonrl.trainer.optim import build_optimizer
 
@@ -52,22 +67,33 @@ class PolicyBatch:
     advantages: torch.Tensor  # [N]
     old_logp: torch.Tensor | None = None  # [N, T]
     ref_logp: torch.Tensor | None = None  # [N, T]
+    sampler_logp: torch.Tensor | None = None  # [N, T] the rollout engine's log-probs (vLLM), if it reports them
+    tis_weight: torch.Tensor | None = None  # [N, T] truncated importance weights (algorithm.tis_cap)
+    # [N] bool: rows that only keep this rank in step with the others (zero mask, no loss);
+    # None: there are none (always so in a single process).
+    padding: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.input_ids.shape[0]
+
+    @property
+    def real_rows(self) -> int:
+        return len(self) - (int(self.padding.sum()) if self.padding is not None else 0)
 
     def rows(self, index: torch.Tensor | slice) -> PolicyBatch:
         pick = lambda t: None if t is None else t[index]  # noqa: E731
         return PolicyBatch(
             self.input_ids[index], self.attention_mask[index], self.completion_ids[index],
             self.completion_mask[index], self.advantages[index], pick(self.old_logp), pick(self.ref_logp),
+            pick(self.sampler_logp), pick(self.tis_weight), pick(self.padding),
         )
 
 
 class PromptSampler:
     """Walks the training set in a seeded random order, epoch after epoch; each rank takes its
     own slice of every step's prompts, so a prompt's G completions stay on one rank and group
-    advantages need no communication. `position` (prompts consumed) makes resuming exact."""
+    advantages need no communication. `position` (prompts consumed, all ranks together) makes
+    resuming exact, at any number of ranks."""
 
     def __init__(self, examples: Sequence[Example], per_step: int, seed: int) -> None:
         if not examples:
@@ -85,10 +111,10 @@ class PromptSampler:
     def next_step(self) -> list[Example]:
         """This rank's prompts for the next step (`per_step` prompts in all ranks together)."""
         picked = []
-        for offset in range(self.per_step * world_size()):
+        for offset in range(self.per_step):
             epoch, index = divmod(self.position + offset, len(self.examples))
             picked.append(self.examples[self._order(epoch)[index]])
-        self.position += self.per_step * world_size()
+        self.position += self.per_step
         return picked[rank() :: world_size()]
 
 
@@ -107,16 +133,24 @@ class GRPOTrainer:
         template: PromptTemplate | None = None,
     ) -> None:
         self.config = config
-        self.model = model
         self.tokenizer = tokenizer
+        # Where this rank computes; read before wrapping (FSDP's CPU offload moves the shards).
         self.device = next(model.parameters()).device
-        self.template = template or get_template(config.data.template, system_prompt=config.data.system_prompt)
-        self.reward_spec = reward_spec or RewardSpec.from_config(config.reward)
-        self.rollout = rollout or HFRollout(model, tokenizer, batch_size=config.rollout.generation_batch_size)
+        self.strategy = resolve_strategy(config.distributed)
+        if config.rollout.prompts_per_step % world_size():
+            raise ConfigError(
+                f"rollout.prompts_per_step: {config.rollout.prompts_per_step} prompts do not split evenly "
+                f"over {world_size()} ranks (it counts the prompts of all ranks together)"
+            )
         # The reference only matters for the KL term: with beta = 0 it is never loaded.
         if config.algorithm.beta > 0 and ref_model is None:
             ref_model = copy.deepcopy(model).eval().requires_grad_(False)
-        self.ref_model = ref_model
+        self.ref_model = shard_frozen(ref_model, config.distributed) if ref_model is not None else None
+        # Unchanged in a single process; sharded in place (FSDP2) or wrapped (DDP) under torchrun.
+        self.model = wrap_policy(model, config.distributed)
+        self.template = template or get_template(config.data.template, system_prompt=config.data.system_prompt)
+        self.reward_spec = reward_spec or RewardSpec.from_config(config.reward)
+        self.rollout = rollout or self._default_rollout()
         self.eval_examples = list(eval_examples or [])
         self.sampler = PromptSampler(train_examples, config.rollout.prompts_per_step, config.run.seed)
         self.optimizer, self.scheduler = build_optimizer(model, config.optim, config.run.steps)
@@ -127,6 +161,26 @@ class GRPOTrainer:
             (c.name for c in self.reward_spec.components
              if c.kind.endswith("_accuracy") or c.params.get("is_accuracy")), None,
         )
+
+    def _default_rollout(self) -> RolloutBackend:
+        r = self.config.rollout
+        if r.backend == "vllm":
+            from reasonrl.rollout.vllm import VLLMRollout
+
+            return VLLMRollout.for_policy(self.config, self.model, self.tokenizer, self.device)
+        return HFRollout(unwrap(self.model), self.tokenizer, batch_size=r.generation_batch_size)
+
+    @contextmanager
+    def _generating(self) -> Iterator[None]:
+        """Generation from the policy itself under FSDP runs on gathered weights (see
+        `gathered_weights`); a backend with its own copy of the weights (vLLM) needs nothing."""
+        from reasonrl.rollout.vllm import VLLMRollout
+
+        if self.strategy == "fsdp" and not isinstance(self.rollout, VLLMRollout):
+            with gathered_weights(self.model, self.config.distributed):
+                yield
+        else:
+            yield
 
     # ---- 1. rollout ---------------------------------------------------------------------------
 
@@ -139,7 +193,8 @@ class GRPOTrainer:
 
     def rollout_step(self, examples: list[Example]) -> Rollouts:
         prompts = [self.template.render(e, self.tokenizer) for e in examples]
-        return self.rollout.generate(prompts, self.config.rollout.group_size, self.sampling())
+        with self._generating():
+            return self.rollout.generate(prompts, self.config.rollout.group_size, self.sampling())
 
     # ---- 2. rewards ---------------------------------------------------------------------------
 
@@ -171,18 +226,27 @@ class GRPOTrainer:
             keep &= ~rollouts.truncated.cpu().numpy()
         return advantages, keep
 
-    def pack(self, rollouts: Rollouts, advantages: np.ndarray, keep: np.ndarray) -> PolicyBatch:
-        rows = torch.from_numpy(np.flatnonzero(keep)).to(self.device)
-        completion_mask = rollouts.completion_mask[rows]
+    def pack(self, rollouts: Rollouts, advantages: np.ndarray, keep: np.ndarray, rows_total: int | None = None) -> PolicyBatch:
+        """The kept rows as one batch, followed by `rows_total` − kept padding rows (copies of
+        row 0 with an empty mask and no advantage) when other ranks kept more rows than this one."""
+        kept = np.flatnonzero(keep)
+        n_padding = (rows_total if rows_total is not None else len(kept)) - len(kept)
+        rows = torch.from_numpy(np.concatenate([kept, np.zeros(n_padding, dtype=kept.dtype)])).to(self.device)
+        padding = torch.arange(len(rows), device=self.device) >= len(kept)  # [N]
+        completion_mask = rollouts.completion_mask[rows] * ~padding[:, None]  # [N, T]
         width = int(completion_mask.sum(dim=1).max().item()) if len(rows) else 0  # trim shared padding
+        width = max(width, 1 if n_padding else 0)  # a padding row still needs one position to run
         completion_ids = rollouts.completion_ids[rows, :width]
         completion_mask = completion_mask[:, :width]
+        sampler_logp = rollouts.sampler_logp[rows, :width] if rollouts.sampler_logp is not None else None
         return PolicyBatch(
             input_ids=torch.cat([rollouts.prompt_ids[rows], completion_ids], dim=1),
             attention_mask=torch.cat([rollouts.prompt_mask[rows], completion_mask], dim=1),
             completion_ids=completion_ids,
             completion_mask=completion_mask.float(),
-            advantages=torch.from_numpy(advantages).to(self.device)[rows],
+            advantages=torch.from_numpy(advantages).to(self.device)[rows] * ~padding,
+            sampler_logp=sampler_logp,
+            padding=padding if n_padding else None,
         )
 
     # ---- 4. log-probs -------------------------------------------------------------------------
@@ -212,15 +276,26 @@ class GRPOTrainer:
 
     # ---- 5. update ----------------------------------------------------------------------------
 
-    def loss_weight(self, micro: PolicyBatch, mini: PolicyBatch) -> float:
-        """This micro-batch's share of its mini-batch, so that gradient accumulation gives the
-        same gradient as one pass over the mini-batch for every loss type (token-level losses
-        are normalised by tokens, the others by sequences)."""
+    def mini_batch_totals(self, mini: PolicyBatch) -> tuple[float, float]:
+        """(rows, completion tokens) of this mini-batch on all ranks together, padding excluded."""
+        rows, tokens = all_reduce([float(mini.real_rows), float(mini.completion_mask.sum())])
+        return rows, tokens
+
+    def loss_weight(self, micro: PolicyBatch, totals: tuple[float, float]) -> float:
+        """This micro-batch's share of its mini-batch on all ranks, so that gradient accumulation
+        gives the same gradient as one pass over the whole mini-batch in one process, for every
+        loss type: token-level losses are normalised by tokens, the others by sequences.
+
+        Times the number of ranks, because DDP and FSDP average gradients over ranks. A padding
+        row counts in `len(micro)` because the loss divides by it too (its own term is 0)."""
+        rows, tokens = totals
         if self.config.algorithm.loss_type in ("bnpo", "dapo"):
-            return float(micro.completion_mask.sum() / mini.completion_mask.sum().clamp(min=1))
-        return len(micro) / len(mini)
+            return float(micro.completion_mask.sum()) / max(tokens, 1.0) * world_size()
+        return len(micro) / max(rows, 1.0) * world_size()
 
     def update(self, batch: PolicyBatch) -> dict[str, float]:
+        """μ passes of mini-batch updates. Under torchrun every rank holds as many rows (see
+        `pack`), so all ranks run the same micro-batches and meet in the same collectives."""
         a = self.config.algorithm
         sums: dict[str, float] = {}
         updates = 0
@@ -228,30 +303,45 @@ class GRPOTrainer:
             order = torch.randperm(len(batch), device=self.device)
             for chunk in order.chunk(a.mini_batches):
                 mini = batch.rows(chunk)
+                totals = self.mini_batch_totals(mini)
                 self.optimizer.zero_grad(set_to_none=True)
                 losses, finite = [], True
-                for start in range(0, len(mini), a.micro_batch_size):
+                starts = range(0, len(mini), a.micro_batch_size)
+                for start in starts:
                     micro = mini.rows(slice(start, start + a.micro_batch_size))
-                    logp, entropy = self.token_logprobs(self.model, micro, with_entropy=True)
-                    loss, metrics = grpo_loss(
-                        logp, micro.old_logp, micro.ref_logp, micro.advantages, micro.completion_mask,
-                        eps_low=a.eps_low, eps_high=a.eps_high, beta=a.beta, loss_type=a.loss_type,
-                        max_completion_length=self.config.rollout.max_new_tokens, entropy=entropy,
-                        backend=a.kernel_backend,
-                    )
-                    weighted = loss * self.loss_weight(micro, mini)
-                    if not torch.isfinite(weighted):
-                        finite = False
-                        break
-                    weighted.backward()
+                    # TIS: the clipped surrogate scales with the advantage, so a per-token
+                    # weight on the advantage weights exactly that token's policy-gradient term.
+                    advantages = micro.advantages if micro.tis_weight is None else micro.advantages[:, None] * micro.tis_weight  # [n] or [n, T]
+                    with gradient_sync(self.model, enabled=start == starts[-1]):
+                        logp, entropy = self.token_logprobs(self.model, micro, with_entropy=True)
+                        loss, metrics = grpo_loss(
+                            logp, micro.old_logp, micro.ref_logp, advantages, micro.completion_mask,
+                            eps_low=a.eps_low, eps_high=a.eps_high, beta=a.beta, loss_type=a.loss_type,
+                            max_completion_length=self.config.rollout.max_new_tokens, entropy=entropy,
+                            backend=a.kernel_backend,
+                        )
+                        weight = self.loss_weight(micro, totals)
+                        weighted = loss * weight
+                        if not torch.isfinite(weighted):
+                            finite = False
+                            # Alone, the rest of the mini-batch is wasted work. With other ranks,
+                            # every backward pass is a collective they wait on: carry on, and
+                            # skip the step below together.
+                            if world_size() == 1:
+                                break
+                        weighted.backward()
                     losses.append(weighted.item())
+                    # The loss metrics are means over completion tokens: weighted by this
+                    # micro-batch's share of the tokens (whatever the loss type), they add up to
+                    # the mean over the whole mini-batch, however it was cut into micro-batches.
+                    token_share = float(micro.completion_mask.sum()) / max(totals[1], 1.0) * world_size()
                     for key, value in metrics.items():
-                        sums[key] = sums.get(key, 0.0) + float(value) * self.loss_weight(micro, mini)
-                if not finite:
+                        sums[key] = sums.get(key, 0.0) + float(value) * token_share
+                if not all_ranks_true(finite):
                     self.optimizer.zero_grad(set_to_none=True)
                     sums["nonfinite_skipped"] = sums.get("nonfinite_skipped", 0.0) + 1
                     continue
-                grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.optim.max_grad_norm)
+                grad_norm = clip_grad_norm(self.model.parameters(), self.config.optim.max_grad_norm)
                 if not torch.isfinite(grad_norm):
                     self.optimizer.zero_grad(set_to_none=True)
                     sums["nonfinite_skipped"] = sums.get("nonfinite_skipped", 0.0) + 1
@@ -286,14 +376,32 @@ class GRPOTrainer:
         with timed("reward"):
             scores = self.score(examples, rollouts)
             advantages, keep = self.advantages(scores, rollouts)
-        batch = self.pack(rollouts, advantages, keep)
+        # Under torchrun, dynamic sampling may keep more rows on one rank than on another: all
+        # pad to the largest count, so they run the same forward/backward passes.
+        rows_total = int(all_reduce([float(keep.sum())], "max")[0])
+        batch = self.pack(rollouts, advantages, keep, rows_total)
+        sampler_metrics: dict[str, float] = {}
         with timed("logprobs"):
             # The policy that sampled is the current one; its log-probs are only needed when it
-            # changes before the last update of this batch (μ > 1 or several mini-batches).
-            if len(batch) and (a.num_iterations > 1 or a.mini_batches > 1):
+            # changes before the last update of this batch (μ > 1 or several mini-batches), or
+            # when another engine sampled (vLLM) and its log-probs are to be checked against them.
+            if len(batch) and (a.num_iterations > 1 or a.mini_batches > 1 or batch.sampler_logp is not None):
                 batch.old_logp = self.reference_logprobs(self.model, batch)
             if len(batch) and a.beta > 0:
                 batch.ref_logp = self.reference_logprobs(self.ref_model, batch)
+            if batch.old_logp is not None and batch.sampler_logp is not None:
+                sampler_metrics = sampler_mismatch(batch.old_logp, batch.sampler_logp, batch.completion_mask)
+                if a.tis_cap is not None:
+                    batch.tis_weight = tis_weights(batch.old_logp, batch.sampler_logp, batch.completion_mask, a.tis_cap)
+                    live = batch.completion_mask.sum().clamp(min=1)
+                    sampler_metrics["rollout/tis_weight_mean"] = float((batch.tis_weight.sum() / live).item())
+                # Means over this rank's tokens, scaled so that their mean over ranks is the
+                # mean over all tokens (ranks hold different numbers of tokens).
+                tokens = float(batch.completion_mask.sum())
+                token_share = tokens / max(all_reduce([tokens])[0], 1.0) * world_size()
+                for key in ("rollout/logp_abs_diff", "rollout/tis_weight_mean"):
+                    if key in sampler_metrics:
+                        sampler_metrics[key] *= token_share
         with timed("update"):
             update_metrics = self.update(batch) if len(batch) else {"optimizer_steps": 0.0, "nonfinite_skipped": 0.0}
 
@@ -301,10 +409,11 @@ class GRPOTrainer:
         metrics = {
             **scores.metrics(),
             **update_metrics,
+            **sampler_metrics,
             "response_length/mean": float(lengths.mean()),
             "response_length/max": float(lengths.max()),
             "truncated_rate": float(rollouts.truncated.float().mean()),
-            "rows_in_loss": float(len(batch)),
+            "rows_in_loss": float(batch.real_rows),
             "lr": float(self.scheduler.get_last_lr()[0]),
             **timings,
         }
@@ -319,7 +428,24 @@ class GRPOTrainer:
             {"prompt": first_prompt, "completion": rollouts.texts[row], "reward": float(scores.total[row])}
             for row in range(self.config.rollout.group_size)
         ]
-        return mean_across_ranks(metrics)
+        return self._across_ranks(metrics)
+
+    @staticmethod
+    def _across_ranks(metrics: dict[str, float]) -> dict[str, float]:
+        """Metrics of the whole step: means over ranks (every rank holds as many rollouts, and the
+        loss terms are already weighted by their global share), except counts and rates, which
+        add up, and maxima. The identity in a single process."""
+        if world_size() == 1:
+            return metrics
+        totals, maxima = {"rows_in_loss", "tokens_per_s"}, {"response_length/max", "rollout/logp_abs_diff_max"}
+        out = mean_across_ranks(metrics)
+        summed = [k for k in sorted(metrics) if k in totals]
+        for key, value in zip(summed, all_reduce([metrics[k] for k in summed], "sum")):
+            out[key] = value
+        peaks = [k for k in sorted(metrics) if k in maxima]
+        for key, value in zip(peaks, all_reduce([metrics[k] for k in peaks], "max")):
+            out[key] = value
+        return out
 
     def _check_nonfinite(self, update_metrics: dict[str, float]) -> None:
         skipped = update_metrics.get("nonfinite_skipped", 0.0) > 0 and update_metrics.get("optimizer_steps", 0.0) == 0
@@ -334,34 +460,51 @@ class GRPOTrainer:
 
     @torch.no_grad()
     def evaluate(self, examples: Sequence[Example] | None = None) -> EvalResult:
-        """pass@k / maj@k / mean tokens / format rate on held-out problems."""
-        return evaluate_policy(
-            self.rollout, self.tokenizer, self.template, list(examples if examples is not None else self.eval_examples),
-            samples=self.config.eval.samples, ks=self.config.eval.ks,
-            sampling=self.sampling(
-                greedy=self.config.eval.greedy, temperature=self.config.eval.temperature,
-                max_new_tokens=self.config.eval.max_new_tokens,
-            ),
+        """pass@k / maj@k / mean tokens / format rate on held-out problems.
+
+        Under torchrun each rank samples every W-th problem and all ranks score the whole set."""
+        examples = list(examples if examples is not None else self.eval_examples)
+        sampling = self.sampling(
+            greedy=self.config.eval.greedy, temperature=self.config.eval.temperature,
+            max_new_tokens=self.config.eval.max_new_tokens,
+        )
+        with self._generating():
+            mine = sample_for_eval(
+                self.rollout, self.tokenizer, self.template, examples[rank() :: world_size()],
+                samples=self.config.eval.samples, sampling=sampling,
+            )
+        per_rank = gather_objects(mine)
+        # Rank r sampled problems r, r + W, r + 2W, …: interleave back into problem order.
+        completions, tokens, truncated = [], [], []
+        for index in range(len(examples)):
+            source = per_rank[index % world_size()]
+            completions.append(source[0][index // world_size()])
+            tokens.append(source[1][index // world_size()])
+            truncated.append(source[2][index // world_size()])
+        return score_samples(
+            examples, completions, tokens, ks=tuple(self.config.eval.ks), truncated=truncated,
+            think_in_prompt=self.template.think_in_prompt,
         )
 
     # ---- the loop -----------------------------------------------------------------------------
 
     def save(self, directory: Path) -> Path | None:
-        if not is_main_process():
-            return None
-        state = {"step": self.step, "data_position": self.sampler.position, "stage": self.config.name}
+        """A consolidated checkpoint, written by rank 0 (every rank must call: it gathers)."""
+        state = {"step": self.step, "data_position": self.sampler.position, "stage": self.config.name,
+                 "world_size": world_size()}
         return save_checkpoint(directory, self.model, self.tokenizer, optimizer=self.optimizer, scheduler=self.scheduler, state=state)
 
     def resume(self, checkpoint: Path | None = None) -> bool:
-        """Continues from `checkpoint` (default: the latest in the output folder)."""
+        """Continues from `checkpoint` (default: the latest in the output folder), whatever the
+        number of ranks that wrote it. Under torchrun the folder must be visible to every rank."""
         checkpoint = checkpoint or latest_checkpoint(self.output_dir)
         if checkpoint is None:
             return False
-        loaded = type(self.model).from_pretrained(checkpoint, dtype=next(self.model.parameters()).dtype)
-        self.model.load_state_dict(loaded.state_dict())
-        state = load_trainer_state(checkpoint, optimizer=self.optimizer, scheduler=self.scheduler)
+        load_model_weights(checkpoint, self.model)
+        state = load_trainer_state(checkpoint, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler)
         self.step = int(state["step"])
         self.sampler.position = int(state["data_position"])
+        self.rollout.sync_weights()  # a backend with its own copy of the weights (vLLM) reloads them
         return True
 
     def train(self, *, resume: bool = False) -> dict[str, Any]:
@@ -396,11 +539,14 @@ class GRPOTrainer:
 
 @contextmanager
 def _save_on_interrupt(trainer: GRPOTrainer) -> Iterator[None]:
-    """Ctrl-C saves a checkpoint of the last finished step before the run stops."""
+    """Ctrl-C saves a checkpoint of the last finished step before the run stops.
+
+    Not under torchrun: a save is a collective, and ranks interrupted at different points would
+    wait on each other forever (set run.save_every there)."""
     try:
         yield
     except KeyboardInterrupt:
-        if trainer.step:
+        if trainer.step and world_size() == 1:
             # A second Ctrl-C during the save must not leave a half-written folder: ignore it.
             previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
             try:
@@ -424,6 +570,25 @@ def evaluate_policy(
     batch_prompts: int = 64,
 ) -> EvalResult:
     """Generates `samples` completions per example and scores them (reasonrl.evaluation)."""
+    completions, tokens, truncated = sample_for_eval(
+        rollout, tokenizer, template, examples, samples=samples, sampling=sampling, batch_prompts=batch_prompts,
+    )
+    return score_samples(
+        examples, completions, tokens, ks=tuple(ks), truncated=truncated, think_in_prompt=template.think_in_prompt,
+    )
+
+
+def sample_for_eval(
+    rollout: RolloutBackend,
+    tokenizer: Any,
+    template: PromptTemplate,
+    examples: list[Example],
+    *,
+    samples: int,
+    sampling: SamplingParams,
+    batch_prompts: int = 64,
+) -> tuple[list[list[str]], list[list[int]], list[list[bool]]]:
+    """Per example: its `samples` completions, their token counts and truncation flags."""
     completions: list[list[str]] = []
     tokens: list[list[int]] = []
     truncated: list[list[bool]] = []
@@ -436,7 +601,5 @@ def evaluate_policy(
             completions.append([out.texts[r] for r in rows])
             tokens.append([int(lengths[r]) for r in rows])
             truncated.append([bool(out.truncated[r]) for r in rows])
-    return score_samples(
-        examples, completions, tokens, ks=tuple(ks), truncated=truncated, think_in_prompt=template.think_in_prompt,
-    )
+    return completions, tokens, truncated
 

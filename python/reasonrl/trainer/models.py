@@ -8,13 +8,18 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from reasonrl.config import ModelConfig
+from reasonrl.trainer.distributed import local_rank
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """``auto``: this rank's GPU (cuda:LOCAL_RANK under torchrun), else the CPU; a bare ``cuda``
+    also means this rank's GPU, so one config serves 1 or 8 processes."""
+    if name == "auto" or name == "cuda":
+        if name == "cuda" or torch.cuda.is_available():
+            return torch.device("cuda", local_rank())
+        return torch.device("cpu")
     return torch.device(name)
 
 
@@ -22,7 +27,7 @@ def load_model_and_tokenizer(config: ModelConfig, *, name_or_path: str | None = 
     """A causal LM (local folder or hub id) on the configured device, and its tokenizer."""
     path = name_or_path or config.name_or_path
     dtype = "auto" if config.dtype == "auto" else DTYPES[config.dtype]
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, trust_remote_code=config.trust_remote_code)
+    model: Any = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, trust_remote_code=config.trust_remote_code)
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=config.trust_remote_code)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token

@@ -18,7 +18,7 @@ from reasonrl.config import StageConfig
 from reasonrl.data import Example
 from reasonrl.errors import InvalidInputError
 from reasonrl.trainer.checkpoint import save_checkpoint
-from reasonrl.trainer.distributed import is_main_process, mean_across_ranks, rank, world_size
+from reasonrl.trainer.distributed import all_reduce, clip_grad_norm, mean_across_ranks, rank, world_size, wrap_policy
 from reasonrl.trainer.logging import RunLogger
 from reasonrl.trainer.optim import build_optimizer
 
@@ -42,10 +42,10 @@ class SFTTrainer:
         if not pairs:
             raise InvalidInputError("invalid `pairs`: the SFT set is empty")
         self.config = config
-        self.model = model
         self.tokenizer = tokenizer
         self.pairs = list(pairs)
         self.device = next(model.parameters()).device
+        self.model = wrap_policy(model, config.distributed)  # unchanged in a single process
         per_rank = -(-len(self.pairs) // world_size())
         self.steps_per_epoch = -(-per_rank // config.sft.batch_size)
         self.total_steps = self.steps_per_epoch * config.sft.epochs
@@ -83,13 +83,20 @@ class SFTTrainer:
             for _ in range(sft.epochs):
                 order = list(range(len(self.pairs)))
                 rng.shuffle(order)
-                mine = order[rank() :: world_size()]
+                # Every rank takes as many pairs (the last ones wrap around to the start), so all
+                # run the same number of steps and meet in the same collectives.
+                per_rank = -(-len(order) // world_size())
+                mine = [order[(rank() + k * world_size()) % len(order)] for k in range(per_rank)]
                 for start in range(0, len(mine), sft.batch_size):
                     batch = self.encode([self.pairs[i] for i in mine[start : start + sft.batch_size]])
-                    loss = self.model(**batch, use_cache=False).loss
+                    loss = self.model(**batch, use_cache=False).loss  # mean over this rank's response tokens
+                    # The mean over all ranks' tokens: DDP and FSDP average gradients over ranks,
+                    # so weight each rank by its share of the tokens, times the number of ranks.
+                    tokens = float((batch["labels"][:, 1:] != -100).sum())
+                    share = tokens / max(all_reduce([tokens])[0], 1.0) * world_size()
                     self.optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.optim.max_grad_norm)
+                    (loss * share).backward()
+                    grad_norm = clip_grad_norm(self.model.parameters(), self.config.optim.max_grad_norm)
                     if torch.isfinite(loss) and torch.isfinite(grad_norm):
                         self.optimizer.step()
                     self.scheduler.step()
@@ -99,6 +106,5 @@ class SFTTrainer:
                         "response_tokens": float((batch["labels"] != -100).sum()),
                     })
                     logger.log(step, last)
-        if is_main_process():
-            save_checkpoint(self.output_dir / "final", self.model, self.tokenizer, state={"step": step, "stage": self.config.name})
+        save_checkpoint(self.output_dir / "final", self.model, self.tokenizer, state={"step": step, "stage": self.config.name})
         return {"train": last, "steps": step}

@@ -1,0 +1,190 @@
+"""Several processes train exactly like one: 2 ranks (gloo, CPU) under torchrun against 1 process
+on the same global batch, with completions fixed by the prompt text (tests/trainer/fixed_rollout.py)
+so that sampling plays no part. Same per-step loss and grad norm, same weights after the run:
+with DDP (token-level loss, uneven rows after dynamic sampling, a rank with no row at all) and
+with FSDP2 (sequence-level loss, μ = 2, KL to a sharded reference, truncated importance
+sampling), and checkpoints that resume at another world size (1 → 2 and 2 → 1).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from distributed_worker import build_trainer, count_kept_rows, training_set
+from transformers import AutoModelForCausalLM
+
+from reasonrl.data import get_template
+from reasonrl.demo.task import PROMPT_TEMPLATE
+from reasonrl.trainer.grpo import PromptSampler
+
+WORKER = Path(__file__).resolve().parent / "distributed_worker.py"
+COMPARED = ("loss", "grad_norm", "reward/total", "rows_in_loss", "entropy", "clip_ratio/region", "optimizer_steps")
+
+pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not available")
+
+
+def stage(output_dir: Path, **sections: dict) -> dict:
+    base: dict = {
+        "kind": "grpo",
+        "name": "dist",
+        "model": {"name_or_path": "test:tiny"},
+        "data": {"train": "test:addition", "template": PROMPT_TEMPLATE},
+        "rollout": {"prompts_per_step": 4, "group_size": 4, "max_new_tokens": 16},
+        "reward": {"accuracy": {"kind": "math_accuracy"}, "format": {"kind": "format", "weight": 0.5, "think_in_prompt": True}},
+        "algorithm": {"micro_batch_size": 3},
+        "optim": {"lr": 1e-3, "schedule": "constant"},
+        "run": {"output_dir": str(output_dir), "steps": 3, "tensorboard": False, "progress_bar": False,
+                "log_completions_every": 0},
+    }
+    for key, value in sections.items():
+        base[key] = {**base.get(key, {}), **value}
+    return base
+
+
+def torchrun(spec: dict, tmp_path: Path, nproc: int = 2) -> list[dict]:
+    """Runs the worker on `nproc` ranks; returns each rank's report."""
+    spec_path = tmp_path / f"spec-{len(list(tmp_path.glob('spec-*')))}.json"
+    spec_path.write_text(json.dumps(spec))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", str(WORKER), str(spec_path)],
+        capture_output=True, text=True, timeout=240, env=env,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-8000:]
+    return [json.loads((Path(spec["report"]) / f"rank{r}.json").read_text()) for r in range(nproc)]
+
+
+def training_metrics(run_dir: Path) -> dict[int, dict]:
+    lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return {x["step"]: x for x in lines if "loss" in x or "optimizer_steps" in x}
+
+
+def assert_same_metrics(reference: dict[int, dict], other: dict[int, dict], steps: list[int], keys: tuple[str, ...]) -> None:
+    for step in steps:
+        for key in keys:
+            assert key in reference[step] and key in other[step], (step, key)
+            assert other[step][key] == pytest.approx(reference[step][key], rel=1e-4, abs=1e-6), (step, key)
+
+
+def assert_same_weights(expected_dir: Path, actual_dir: Path) -> None:
+    expected = AutoModelForCausalLM.from_pretrained(expected_dir).state_dict()
+    actual = AutoModelForCausalLM.from_pretrained(actual_dir).state_dict()
+    assert expected.keys() == actual.keys()
+    initial = build_trainer(stage(expected_dir.parent / "unused")).model.state_dict()
+    moved = False
+    for name in expected:
+        torch.testing.assert_close(actual[name], expected[name], rtol=1e-4, atol=2e-5, msg=name)
+        moved |= not torch.equal(expected[name], initial[name])
+    assert moved, "training changed no weight: the comparison would prove nothing"
+
+
+def rendered_step_prompts(step: int, prompts_per_step: int = 4) -> list[str]:
+    """The prompts (as the rollout sees them) of training step `step` (1-based), in order."""
+    sampler = PromptSampler(training_set(), prompts_per_step, seed=0)
+    for _ in range(step - 1):
+        sampler.next_step()
+    template = get_template(PROMPT_TEMPLATE)
+    return [template.render(e, None) for e in sampler.next_step()]
+
+
+def test_ddp_two_ranks_train_like_one_process(tmp_path):
+    """Token-level loss (dapo) with dynamic sampling: in step 1 rank 1 keeps no row at all, in
+    step 2 the ranks keep different numbers; the global token count still normalises the loss."""
+    step1, step2 = rendered_step_prompts(1), rendered_step_prompts(2)
+    uniform = [step1[1], step1[3], step2[0]]  # rank r gets prompts r, r + 2 of each step
+    sections = {"algorithm": {"loss_type": "dapo", "dynamic_sampling": True}, "distributed": {"strategy": "ddp"}}
+
+    reference = build_trainer(stage(tmp_path / "one", **sections), uniform=uniform)
+    kept_alone = count_kept_rows(reference)
+    reference.train()
+
+    reports = torchrun({"stage": stage(tmp_path / "two", **sections), "uniform": uniform, "report": str(tmp_path / "report")}, tmp_path)
+    assert all(r["world_size"] == 2 and r["strategy"] == "ddp" and r["policy_class"] == "DistributedDataParallel" for r in reports)
+    kept = [r["kept"] for r in reports]
+    assert kept[1][0] == 0 and kept[0][0] > 0, kept  # a rank with nothing to learn from still steps
+    assert kept[0][1] != kept[1][1], kept
+    assert [a + b for a, b in zip(*kept)] == kept_alone
+    # Each rank sampled its own half of the step's prompts; together, the single process's.
+    for step in range(3):
+        halves = [r["prompts"][step] for r in reports]
+        assert not set(halves[0]) & set(halves[1])
+        assert sorted(halves[0] + halves[1]) == sorted(reference.rollout.calls[step])
+
+    assert_same_metrics(training_metrics(tmp_path / "one"), training_metrics(tmp_path / "two"), [1, 2, 3], COMPARED)
+    assert_same_weights(tmp_path / "one" / "final", tmp_path / "two" / "final")
+
+
+def test_fsdp_two_ranks_train_like_one_process_and_resume_at_any_world_size(tmp_path):
+    """Sequence-level loss (grpo), μ = 2 (old log-probs), KL to a frozen reference (sharded too)
+    and TIS on sampler log-probs, under FSDP2. The 2-rank run resumes from the single process's
+    step-1 checkpoint (1 → 2); a single process then resumes from the 2-rank step-2 checkpoint
+    (2 → 1). Every road ends at the same weights."""
+    sections = {
+        "algorithm": {"loss_type": "grpo", "num_iterations": 2, "beta": 0.04, "tis_cap": 1.2},
+        "distributed": {"strategy": "fsdp"},
+        "run": {"save_every": 1},
+    }
+    reference = build_trainer(stage(tmp_path / "one", **sections), sampler_logp=True)
+    reference.train()
+    reference_metrics = training_metrics(tmp_path / "one")
+    assert 0 < reference_metrics[1]["rollout/tis_weight_mean"] < 1.2
+
+    shutil.copytree(tmp_path / "one" / "checkpoint-1", tmp_path / "two" / "checkpoint-1")
+    reports = torchrun(
+        {"stage": stage(tmp_path / "two", **sections), "sampler_logp": True, "resume": True, "report": str(tmp_path / "report")},
+        tmp_path,
+    )
+    assert all(r["strategy"] == "fsdp" and r["parameter_class"] == "DTensor" for r in reports), reports
+    assert all(len(r["kept"]) == 2 for r in reports)  # resumed after step 1
+    keys = (*COMPARED, "kl", "rollout/logp_abs_diff", "rollout/logp_abs_diff_max", "rollout/tis_weight_mean")
+    assert_same_metrics(reference_metrics, training_metrics(tmp_path / "two"), [2, 3], keys)
+    assert_same_weights(tmp_path / "one" / "final", tmp_path / "two" / "final")
+    saved = json.loads((tmp_path / "two" / "checkpoint-2" / "trainer_state.json").read_text())
+    assert saved["world_size"] == 2 and saved["step"] == 2
+
+    shutil.copytree(tmp_path / "two" / "checkpoint-2", tmp_path / "back" / "checkpoint-2")
+    resumed = build_trainer(stage(tmp_path / "back", **sections), sampler_logp=True)
+    resumed.train(resume=True)
+    assert_same_metrics(reference_metrics, training_metrics(tmp_path / "back"), [3], keys)
+    assert_same_weights(tmp_path / "one" / "final", tmp_path / "back" / "final")
+
+
+def test_cli_under_torchrun_trains_samples_evaluates_and_saves_once(tmp_path, tiny_model, tokenizer):
+    """The real entry point: `torchrun -m reasonrl train`, HF sampling on FSDP2-sharded weights
+    (gathered for generation), a held-out set that does not split evenly over the ranks."""
+    model_dir = tmp_path / "model"
+    tiny_model.save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+    train, heldout = tmp_path / "train.jsonl", tmp_path / "heldout.jsonl"
+    train.write_text("".join(json.dumps({"prompt": f"{a}+{a}", "answer": str(2 * a)}) + "\n" for a in range(10, 30)))
+    heldout.write_text("".join(json.dumps({"prompt": f"{a}+1", "answer": str(a + 1)}) + "\n" for a in range(40, 43)))
+    config = tmp_path / "config.yaml"
+    config.write_text(json.dumps({  # JSON is YAML
+        "kind": "grpo", "name": "cli",
+        "model": {"name_or_path": str(model_dir)},
+        "data": {"train": str(train), "eval": str(heldout), "template": PROMPT_TEMPLATE},
+        "rollout": {"prompts_per_step": 2, "group_size": 2, "max_new_tokens": 8},
+        "reward": {"accuracy": {"kind": "math_accuracy"}},
+        "eval": {"samples": 2, "ks": [1, 2], "max_new_tokens": 6},
+        "optim": {"lr": 1e-3},
+        "run": {"output_dir": str(tmp_path / "run"), "steps": 2, "tensorboard": False, "progress_bar": False},
+    }))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "reasonrl", "train", str(config)],
+        capture_output=True, text=True, timeout=240, env=env,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-8000:]
+    summary = json.loads(result.stdout[result.stdout.index("{"):])  # printed by rank 0 only
+    assert summary["eval"]["n_problems"] == 3 and summary["eval"]["n_samples"] == 6
+    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines if "loss" in x or "optimizer_steps" in x] == [1, 2]  # one writer
+    saved = AutoModelForCausalLM.from_pretrained(tmp_path / "run" / "final")
+    assert saved.state_dict().keys() == tiny_model.state_dict().keys()
