@@ -188,3 +188,67 @@ def test_cli_under_torchrun_trains_samples_evaluates_and_saves_once(tmp_path, ti
     assert [x["step"] for x in lines if "loss" in x or "optimizer_steps" in x] == [1, 2]  # one writer
     saved = AutoModelForCausalLM.from_pretrained(tmp_path / "run" / "final")
     assert saved.state_dict().keys() == tiny_model.state_dict().keys()
+
+
+# ---- the pieces, in one process (fast) ------------------------------------------------------------
+
+
+def test_each_rank_gets_its_share_of_prompts_per_step(monkeypatch):
+    """`prompts_per_step` counts the prompts of all ranks together: the ranks' slices make up the
+    single process's prompts, step after step, and the data position advances the same."""
+    import reasonrl.trainer.grpo as grpo_module
+    from reasonrl.data import Example
+
+    examples = [Example(id=str(i), prompt=str(i)) for i in range(10)]
+    alone = PromptSampler(examples, 4, seed=1)
+    expected = [alone.next_step() for _ in range(4)]  # crosses an epoch boundary
+    shares = []
+    for r in range(2):
+        monkeypatch.setattr(grpo_module, "rank", lambda r=r: r)
+        monkeypatch.setattr(grpo_module, "world_size", lambda: 2)
+        sampler = PromptSampler(examples, 4, seed=1)
+        shares.append([sampler.next_step() for _ in range(4)])
+        assert sampler.position == alone.position
+    for step in range(4):
+        assert len(shares[0][step]) == len(shares[1][step]) == 2
+        assert sorted(e.id for e in shares[0][step] + shares[1][step]) == sorted(e.id for e in expected[step])
+
+
+def test_prompts_that_do_not_split_over_the_ranks_are_a_config_error(tmp_path, monkeypatch):
+    import reasonrl.trainer.grpo as grpo_module
+    from reasonrl.config import ConfigError
+
+    monkeypatch.setattr(grpo_module, "world_size", lambda: 3)
+    with pytest.raises(ConfigError, match=r"rollout\.prompts_per_step: 4 prompts do not split evenly over 3 ranks"):
+        build_trainer(stage(tmp_path / "run"))
+
+
+@pytest.mark.parametrize("loss_type", ["grpo", "dapo", "dr_grpo"])
+def test_padding_rows_change_neither_the_loss_nor_its_normaliser(tmp_path, loss_type):
+    """A rank that kept fewer rows pads with copies that have no completion token and no
+    advantage; with its loss weight, a padded batch gives exactly the unpadded batch's loss."""
+    from reasonrl.kernels import grpo_loss
+    from reasonrl.rollout import SamplingParams
+
+    trainer = build_trainer(stage(tmp_path / "run", algorithm={"loss_type": loss_type}))
+    rollouts = trainer.rollout.generate([rendered_step_prompts(1)[0], rendered_step_prompts(1)[1]], 4, SamplingParams(max_new_tokens=16))
+    advantages = torch.linspace(-1, 1, 8).numpy()
+    keep = torch.tensor([1, 0, 1, 1, 0, 0, 0, 0], dtype=torch.bool).numpy()
+
+    def weighted_loss(batch):
+        logp = trainer.reference_logprobs(trainer.model, batch)
+        loss, _ = grpo_loss(logp, None, None, batch.advantages, batch.completion_mask, loss_type=loss_type,
+                            max_completion_length=16, backend="torch")
+        return float(loss) * trainer.loss_weight(batch, trainer.mini_batch_totals(batch))
+
+    real = trainer.pack(rollouts, advantages, keep)
+    padded = trainer.pack(rollouts, advantages, keep, rows_total=5)
+    assert len(real) == real.real_rows == 3 and real.padding is None
+    assert len(padded) == 5 and padded.real_rows == 3 and padded.padding.tolist() == [False] * 3 + [True] * 2
+    assert padded.completion_mask[3:].sum() == 0 and padded.advantages[3:].abs().sum() == 0
+    assert weighted_loss(real) != 0
+    assert weighted_loss(padded) == pytest.approx(weighted_loss(real), rel=1e-6)
+
+    nothing = trainer.pack(rollouts, advantages, keep & False, rows_total=2)  # a rank with no row left
+    assert len(nothing) == 2 and nothing.real_rows == 0 and nothing.completion_ids.shape[1] == 1
+    assert weighted_loss(nothing) == 0
