@@ -1,20 +1,27 @@
-"""One GRPO setup run through TRL's `GRPOTrainer` and through reasonrl, in one process: seconds
-per step and peak memory side by side.
+"""One GRPO setup run through TRL's `GRPOTrainer` and through reasonrl: seconds per step and
+peak memory side by side, and the loss of both on one batch.
 
     pip install trl   # the peer (pip install reasonrl[bench])
     python benches/bench_trl.py [--steps 6] [--prompts 8] [--group-size 8] [--max-new-tokens 48]
 
-Same tiny model (the demo's char-level Qwen2, random weights, same seed), same prompts, group
-size, completion length, loss type (dapo), beta = 0, learning rate and reward (the R1 format
-reward plus math accuracy). Each side trains the same number of steps on CPU; the first step is
-a warm-up and not timed. Peak memory is the rise of the process's peak RSS during the run,
-reset before each side (Linux `VmHWM`).
+Same tiny model (the demo's char-level Qwen2, random weights, same seed, fp32 on both sides:
+TRL's default bf16 autocast is turned off), same prompts, group size, completion length, loss
+type (dapo), beta = 0, learning rate and reward (the R1 format reward plus math accuracy). Each side trains the same number of steps on CPU, in its own child
+process so neither inherits the other's allocations; the first step is a warm-up and not timed.
+Memory is the process's peak RSS (Linux `VmHWM`): over the whole run (imports included), and
+its rise during the timed steps.
+
+Then, in this process, both compute the loss and gradient on one and the same batch (reasonrl's
+rollouts of a fresh copy of the model, fed to TRL's own `GRPOTrainer._compute_loss`), to show
+they optimise the same objective.
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
+import json
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,8 +34,11 @@ from reasonrl.data import get_template
 from reasonrl.demo import AdditionTask, DemoSettings, build_char_tokenizer
 from reasonrl.demo.run import build_tiny_model
 from reasonrl.demo.task import PROMPT_TEMPLATE
+from reasonrl.kernels import grpo_loss
 from reasonrl.rewards import RewardSpec
 from reasonrl.trainer.grpo import GRPOTrainer
+
+SIDES = ("reasonrl", "trl")
 
 
 def reset_peak_rss() -> None:
@@ -42,7 +52,7 @@ def peak_rss_mib() -> float:
     return float("nan")
 
 
-def run_reasonrl(args: argparse.Namespace, model, tokenizer, train, reward: RewardSpec, out: Path) -> tuple[float, float]:
+def reasonrl_trainer(args: argparse.Namespace, model, tokenizer, train, reward: RewardSpec, out: Path) -> GRPOTrainer:
     config = stage_from_dict({
         "kind": "grpo", "name": "bench", "model": {"name_or_path": "bench:tiny"},
         "data": {"train": "bench:addition", "template": PROMPT_TEMPLATE},
@@ -52,7 +62,11 @@ def run_reasonrl(args: argparse.Namespace, model, tokenizer, train, reward: Rewa
         "optim": {"lr": 1e-5, "schedule": "constant"},
         "run": {"output_dir": str(out), "steps": args.steps, "tensorboard": False, "progress_bar": False},
     })
-    trainer = GRPOTrainer(config, model, tokenizer, train, template=get_template(PROMPT_TEMPLATE), reward_spec=reward)
+    return GRPOTrainer(config, model, tokenizer, train, template=get_template(PROMPT_TEMPLATE), reward_spec=reward)
+
+
+def run_reasonrl(args: argparse.Namespace, model, tokenizer, train, reward: RewardSpec, out: Path) -> tuple[float, float]:
+    trainer = reasonrl_trainer(args, model, tokenizer, train, reward, out)
     trainer.train_step()  # warm-up
     reset_peak_rss()
     start_rss = peak_rss_mib()
@@ -62,9 +76,8 @@ def run_reasonrl(args: argparse.Namespace, model, tokenizer, train, reward: Rewa
     return (time.perf_counter() - start) / (args.steps - 1), peak_rss_mib() - start_rss
 
 
-def run_trl(args: argparse.Namespace, model, tokenizer, train, reward: RewardSpec, out: Path) -> tuple[float, float]:
+def trl_trainer(args: argparse.Namespace, model, tokenizer, train, reward: RewardSpec, out: Path, callbacks=()):
     from datasets import Dataset
-    from transformers import TrainerCallback
     from trl import GRPOConfig
     from trl import GRPOTrainer as TRLGRPOTrainer
 
@@ -72,9 +85,16 @@ def run_trl(args: argparse.Namespace, model, tokenizer, train, reward: RewardSpe
     config = GRPOConfig(
         output_dir=str(out), per_device_train_batch_size=args.prompts * args.group_size, num_generations=args.group_size,
         max_completion_length=args.max_new_tokens, max_steps=args.steps, learning_rate=1e-5, lr_scheduler_type="constant",
-        loss_type="dapo", beta=0.0, temperature=1.0, use_cpu=True, report_to="none", save_strategy="no",
+        loss_type="dapo", beta=0.0, temperature=1.0, use_cpu=True, bf16=False, report_to="none", save_strategy="no",
         logging_steps=args.steps + 1, seed=0, disable_tqdm=True,
     )
+    return TRLGRPOTrainer(
+        model=model, reward_funcs=[reward], args=config, train_dataset=dataset, processing_class=tokenizer, callbacks=list(callbacks),
+    )
+
+
+def run_trl(args: argparse.Namespace, model, tokenizer, train, reward: RewardSpec, out: Path) -> tuple[float, float]:
+    from transformers import TrainerCallback
 
     class StepTimer(TrainerCallback):
         def __init__(self) -> None:
@@ -88,19 +108,13 @@ def run_trl(args: argparse.Namespace, model, tokenizer, train, reward: RewardSpe
             self.starts.append(time.perf_counter())
 
     timer = StepTimer()
-    trainer = TRLGRPOTrainer(model=model, reward_funcs=[reward], args=config, train_dataset=dataset, processing_class=tokenizer, callbacks=[timer])
+    trainer = trl_trainer(args, model, tokenizer, train, reward, out, callbacks=[timer])
     trainer.train()
     end = time.perf_counter()
     return (end - timer.starts[1]) / (len(timer.starts) - 1), peak_rss_mib() - timer.start_rss
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=6)
-    parser.add_argument("--prompts", type=int, default=8)
-    parser.add_argument("--group-size", type=int, default=8)
-    parser.add_argument("--max-new-tokens", type=int, default=48)
-    args = parser.parse_args()
+def setup() -> tuple:
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     tokenizer = build_char_tokenizer()
@@ -109,20 +123,91 @@ def main() -> None:
         "accuracy": {"kind": "math_accuracy"},
         "format": {"kind": "format", "weight": 0.5, "think_in_prompt": True},
     })
-    settings = DemoSettings()
-    results = {}
+    return tokenizer, train, reward
+
+
+def fresh_model(tokenizer):
+    torch.manual_seed(0)
+    return build_tiny_model(len(tokenizer), tokenizer, DemoSettings())
+
+
+def run_side(args: argparse.Namespace) -> None:
+    """One side's timing, in this (child) process; prints one JSON line."""
+    tokenizer, train, reward = setup()
+    run = run_reasonrl if args.side == "reasonrl" else run_trl
     with tempfile.TemporaryDirectory() as tmp:
-        for name, run in (("reasonrl", run_reasonrl), ("trl", run_trl)):
-            gc.collect()
-            torch.manual_seed(0)
-            model = build_tiny_model(len(tokenizer), tokenizer, settings)
-            results[name] = run(args, model, tokenizer, train, reward, Path(tmp) / name)
+        seconds, rise = run(args, fresh_model(tokenizer), tokenizer, train, reward, Path(tmp))
+    print(json.dumps({"seconds": seconds, "step_rise_mib": rise, "peak_mib": peak_rss_mib()}))
+
+
+def same_batch(args: argparse.Namespace) -> dict[str, float]:
+    """Loss and gradient of reasonrl and of TRL's `_compute_loss` on one batch, same weights."""
+    tokenizer, train, reward = setup()
+    model = fresh_model(tokenizer)
+    with tempfile.TemporaryDirectory() as tmp:
+        ours = reasonrl_trainer(args, model, tokenizer, train, reward, Path(tmp) / "rr")
+        examples = ours.sampler.next_step()
+        rollouts = ours.rollout_step(examples)
+        advantages, keep = ours.advantages(ours.score(examples, rollouts), rollouts)
+        batch = ours.pack(rollouts, advantages, keep)
+        # A random model earns no reward, so every advantage is 0 and both losses would be a
+        # trivial 0: compare on seeded random advantages instead (the loss takes any values).
+        batch.advantages = torch.randn(len(batch), generator=torch.Generator().manual_seed(0))
+
+        logp, entropy = ours.token_logprobs(model, batch, with_entropy=True)
+        loss, _ = grpo_loss(logp, None, None, batch.advantages, batch.completion_mask, loss_type="dapo",
+                            max_completion_length=args.max_new_tokens, entropy=entropy)
+        loss.backward()
+        our_grad = torch.cat([p.grad.flatten() for p in model.parameters()])
+        model.zero_grad(set_to_none=True)
+
+        theirs = trl_trainer(args, model, tokenizer, train, reward, Path(tmp) / "trl")
+        theirs.current_gradient_accumulation_steps = 1
+        P = rollouts.prompt_ids.shape[1]
+        trl_loss = theirs._compute_loss(model, {
+            "prompt_ids": batch.input_ids[:, :P], "prompt_mask": batch.attention_mask[:, :P],
+            "completion_ids": batch.completion_ids, "completion_mask": batch.completion_mask.long(),
+            "advantages": batch.advantages, "old_per_token_logps": None, "ref_per_token_logps": None,
+            "num_items_in_batch": batch.completion_mask.sum(),
+        })
+        trl_loss.backward()
+        trl_grad = torch.cat([p.grad.flatten() for p in model.parameters()])
+    return {
+        "rows": float(len(batch)), "loss": loss.item(), "trl_loss": trl_loss.item(),
+        "loss_abs_diff": abs(loss.item() - trl_loss.item()),
+        "grad_rel_diff": float((our_grad - trl_grad).norm() / trl_grad.norm().clamp(min=1e-30)),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--prompts", type=int, default=8)
+    parser.add_argument("--group-size", type=int, default=8)
+    parser.add_argument("--max-new-tokens", type=int, default=48)
+    parser.add_argument("--side", choices=SIDES, help=argparse.SUPPRESS)  # internal: one child process
+    args = parser.parse_args()
+    if args.side:
+        run_side(args)
+        return
+    sizes = ["--steps", str(args.steps), "--prompts", str(args.prompts), "--group-size", str(args.group_size),
+             "--max-new-tokens", str(args.max_new_tokens)]
+    results = {}
+    for side in SIDES:
+        child = subprocess.run([sys.executable, __file__, "--side", side, *sizes], capture_output=True, text=True)
+        if child.returncode != 0:
+            sys.exit(f"the {side} run failed:\n{child.stderr[-4000:]}")
+        results[side] = json.loads(child.stdout.strip().splitlines()[-1])
+    check = same_batch(args)
+
     print(f"GRPO step, tiny model, {args.prompts} prompts x {args.group_size} completions, "
-          f"<= {args.max_new_tokens} new tokens, CPU, {torch.get_num_threads()} threads")
-    print(f"{'':<10}{'s/step':>10}{'peak MiB':>10}")
-    for name, (seconds, memory) in results.items():
-        print(f"{name:<10}{seconds:>10.3f}{memory:>10.1f}")
-    print(f"reasonrl is {results['trl'][0] / results['reasonrl'][0]:.2f}x TRL's speed per step")
+          f"<= {args.max_new_tokens} new tokens, CPU, {torch.get_num_threads()} threads, {args.steps - 1} timed steps")
+    print(f"{'':<10}{'s/step':>10}{'peak RSS MiB':>14}{'rise in steps MiB':>19}")
+    for name, r in results.items():
+        print(f"{name:<10}{r['seconds']:>10.3f}{r['peak_mib']:>14.0f}{r['step_rise_mib']:>19.1f}")
+    print(f"reasonrl is {results['trl']['seconds'] / results['reasonrl']['seconds']:.2f}x TRL's speed per step")
+    print(f"same batch ({check['rows']:.0f} rows, same weights): loss {check['loss']:.6g} vs TRL {check['trl_loss']:.6g} "
+          f"(|diff| {check['loss_abs_diff']:.1e}); gradient relative difference {check['grad_rel_diff']:.1e}")
 
 
 if __name__ == "__main__":
