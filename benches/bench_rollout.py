@@ -28,10 +28,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
-QWEN25_05B = {
+QWEN25_05B: dict[str, Any] = {
     "vocab_size": 151_936, "hidden_size": 896, "intermediate_size": 4_864, "num_hidden_layers": 24,
     "num_attention_heads": 14, "num_key_value_heads": 2, "max_position_embeddings": 32_768,
     "rope_theta": 1_000_000.0, "tie_word_embeddings": True, "rms_norm_eps": 1e-6,
@@ -53,9 +54,10 @@ def build_model_folder(folder: Path, seed: int) -> None:
     tokenizer.save_pretrained(folder)
 
     torch.manual_seed(seed)
-    config = Qwen2Config(**QWEN25_05B, bos_token_id=1, eos_token_id=1, pad_token_id=0, torch_dtype="bfloat16")
+    config = Qwen2Config(**QWEN25_05B, bos_token_id=1, eos_token_id=1, pad_token_id=0)
     with torch.device("cuda"):
-        model = Qwen2ForCausalLM(config).to(torch.bfloat16)
+        model: Any = Qwen2ForCausalLM(config)
+    model.to(torch.bfloat16)
     model.save_pretrained(folder)
 
 
@@ -101,7 +103,8 @@ def main() -> int:
         folder = Path(tmp) / "qwen2.5-0.5b-random"
         build_model_folder(folder, args.seed)
         tokenizer = AutoTokenizer.from_pretrained(folder)
-        policy = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.bfloat16).cuda()
+        policy: Any = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.bfloat16)
+        policy.cuda()
 
         for name, engine in (("hf-reasonrl", "reasonrl"), ("hf-generate", "generate")):
             if name in args.skip:

@@ -252,3 +252,30 @@ def test_padding_rows_change_neither_the_loss_nor_its_normaliser(tmp_path, loss_
     nothing = trainer.pack(rollouts, advantages, keep & False, rows_total=2)  # a rank with no row left
     assert len(nothing) == 2 and nothing.real_rows == 0 and nothing.completion_ids.shape[1] == 1
     assert weighted_loss(nothing) == 0
+
+
+def test_sft_under_torchrun_keeps_the_ranks_in_step(tmp_path, tiny_model, tokenizer):
+    """5 pairs over 2 ranks: both take 3 (one wraps around), so both run the same 2 steps of 2
+    and meet in the same collectives; rank 0 saves once."""
+    model_dir = tmp_path / "model"
+    tiny_model.save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+    data = tmp_path / "sft.jsonl"
+    data.write_text("".join(json.dumps({"prompt": f"{a}+1", "answer": str(a + 1), "response": f"{a + 1}</think>"}) + "\n"
+                            for a in range(10, 15)))
+    config = tmp_path / "sft.yaml"
+    config.write_text(json.dumps({
+        "kind": "sft", "name": "sft", "model": {"name_or_path": str(model_dir)},
+        "data": {"train": str(data), "template": PROMPT_TEMPLATE}, "sft": {"batch_size": 2}, "optim": {"lr": 1e-3},
+        "distributed": {"strategy": "ddp"},
+        "run": {"output_dir": str(tmp_path / "run"), "tensorboard": False, "progress_bar": False},
+    }))
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "reasonrl", "sft", str(config)],
+        capture_output=True, text=True, timeout=240, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-8000:]
+    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines] == [1, 2]
+    trained = AutoModelForCausalLM.from_pretrained(tmp_path / "run" / "final").state_dict()
+    assert any(not torch.equal(trained[k], v) for k, v in tiny_model.state_dict().items())
