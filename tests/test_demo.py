@@ -36,3 +36,28 @@ def test_demo_runs_every_stage_and_writes_its_report(tmp_path):
     report = (tmp_path / "demo" / "report.md").read_text()
     assert "plots/" in report and any((tmp_path / "demo" / "plots").glob("*.png"))
     AutoModelForCausalLM.from_pretrained(tmp_path / "demo" / "final")
+
+
+def test_cold_start_data_earns_full_reward_and_never_shows_a_heldout_problem():
+    from reasonrl.demo.task import PROMPT_TEMPLATE, AdditionTask
+    from reasonrl.rewards import Component, RewardSpec
+
+    task = AdditionTask(seed=0)
+    train, heldout = task.problems(500, 50)
+    cold = task.cold_start_examples(200, heldout)
+    spec = RewardSpec([
+        Component("accuracy", "math_accuracy", params={"answer_tag": True}),
+        Component("format", "format", params={"think_in_prompt": True}),
+    ])
+    answers = [str(eval(prompt.removesuffix("=?<think>"))) for prompt, _ in cold]  # noqa: S307 (a+b)
+    scores = spec.score([completion for _, completion in cold], answers=answers)
+    assert scores.components["accuracy"].min() == 1.0 and scores.components["format"].min() == 1.0
+    # Verbosity varies from none to max_detours re-checks: the room the length stage can cut.
+    checks = {completion.count(" check ") for _, completion in cold}
+    assert checks == set(range(task.min_detours, task.max_detours + 1))
+    banned = {e.prompt for e in heldout}
+    assert not banned & {e.prompt for e in train}
+    assert not banned & {prompt.removesuffix("=?<think>") for prompt, _ in cold}
+    assert all(PROMPT_TEMPLATE.format(prompt="") in prompt for prompt, _ in cold)
+    corpus = task.pretraining_corpus(2000, heldout)
+    assert not any(line.split("=")[0].split(":")[0] in banned for line in corpus)

@@ -133,6 +133,26 @@ def test_math_scoring_pass_and_maj() -> None:
     assert result["truncated_rate"] is None and "maj@1" not in result.summary
 
 
+def test_answer_tag_counts_only_answers_inside_the_template() -> None:
+    examples = [Example("sum", "2+2", answer="4")]
+    completions = [[
+        "2+2 so 4</think><answer>4</answer>",
+        "2+2 so 4",  # right, outside the template
+        "so 4</think><answer>4",  # block never closed
+        "so 5</think><answer>5</answer>",
+        "so 4</think><answer>4.0</answer>",
+    ]]
+    tokens = [[9, 4, 6, 9, 10]]
+    lenient = score_samples(examples, completions, tokens, ks=(1, 4))
+    strict = score_samples(examples, completions, tokens, ks=(1, 4), answer_tag=True)
+    assert lenient.records[0].correct == [True, True, True, False, True]
+    assert strict.records[0].correct == [True, False, False, False, True]
+    assert strict["pass@1"] == pytest.approx(0.4)
+    # Votes count only tagged answers: the first four samples hold 4, 5 (and two blanks).
+    assert strict.records[0].scores["maj@4"] == 1.0
+    assert strict["format_rate"] == lenient["format_rate"]  # format is judged on the raw text
+
+
 def test_greedy_single_sample_pass_at_1_is_accuracy() -> None:
     examples = [Example(str(i), "q", answer=str(i)) for i in range(4)]
     completions = [["\\boxed{0}"], ["\\boxed{1}"], ["\\boxed{7}"], ["no idea"]]

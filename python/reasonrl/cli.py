@@ -80,7 +80,7 @@ def _eval(args: argparse.Namespace) -> int:
     )
     result = evaluate_policy(
         HFRollout(model, tokenizer, batch_size=args.batch_size), tokenizer, template, examples,
-        samples=args.samples, ks=args.ks, sampling=sampling, batch_prompts=args.batch_size,
+        samples=args.samples, ks=args.ks, sampling=sampling, batch_prompts=args.batch_size, answer_tag=args.answer_tag,
     )
     print(result.table())
     if args.json:
@@ -139,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--samples", type=int, default=1)
     ev.add_argument("--ks", type=int, nargs="+", default=[1])
     ev.add_argument("--greedy", action="store_true")
+    ev.add_argument("--answer-tag", action="store_true", help="count only answers inside <answer>...</answer>")
     ev.add_argument("--temperature", type=float, default=0.6)
     ev.add_argument("--top-p", type=float, default=0.95)
     ev.add_argument("--max-new-tokens", type=int, default=1024)

@@ -138,6 +138,7 @@ class EvalConfig:
     greedy: bool = False
     temperature: float = 1.0
     max_new_tokens: int | None = None  # None: the rollout's
+    answer_tag: bool = False  # count only answers inside <answer>…</answer> (as math_accuracy's answer_tag)
 
 
 @dataclass

@@ -225,6 +225,7 @@ def score_samples(
     ks: Iterable[int] = (1,),
     truncated: Sequence[Sequence[bool]] | None = None,
     think_in_prompt: bool = True,
+    answer_tag: bool = False,
     threads: int | None = None,
 ) -> EvalResult:
     """Scores already generated samples.
@@ -238,6 +239,9 @@ def score_samples(
         truncated: whether each completion hit the token limit, same shape (optional).
         think_in_prompt: the prompt already opened ``<think>`` (the R1-Zero template), for the
             format check.
+        answer_tag: grade only the inside of a closed ``<answer>…</answer>`` block (a sample
+            without one is wrong), as the ``answer_tag`` option of the ``math_accuracy``
+            reward does; majority votes count those answers too.
         threads: worker threads for the batched checks.
 
     Returns:
@@ -286,11 +290,15 @@ def score_samples(
     for i, text in enumerate(texts):
         if not isinstance(text, str):
             raise InvalidInputError(f"invalid `completions`: sample {i} is {type(text).__name__}, expected str")
+    format_texts = texts
+    if answer_tag:
+        completions = [[answer_block(text) or "" for text in samples] for samples in completions]
+        texts = [text for samples in completions for text in samples]
     correct, notes = _correctness(examples, texts, sizes, threads)
     format_spec = RewardSpec([
         Component("format", "format", 1.0, {"strict": False, "think_in_prompt": think_in_prompt})
     ])
-    format_ok = (format_spec.score(texts, threads=threads).components["format"] >= 1.0).tolist()
+    format_ok = (format_spec.score(format_texts, threads=threads).components["format"] >= 1.0).tolist()
 
     scored = [p for p in range(problems) if correct[p] is not None]
     if scored:
@@ -460,3 +468,14 @@ def code_program(example: Example, completion: str) -> str:
 def _test_code(example: Example) -> str | list[str]:
     tests = example.tests
     return list(tests) if isinstance(tests, tuple) else str(tests)
+
+
+def answer_block(text: str) -> str | None:
+    """The inside of the last closed ``<answer>…</answer>`` block, or None (the rule of the
+    Rust rewards' ``answer_tag``)."""
+    open_at = text.rfind("<answer>")
+    if open_at < 0:
+        return None
+    body = text[open_at + len("<answer>") :]
+    close = body.find("</answer>")
+    return body[:close] if close >= 0 else None

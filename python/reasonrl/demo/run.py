@@ -9,7 +9,8 @@
 
 Every stage uses the same trainers as `reasonrl train` / `reasonrl sft`. Accuracy is sampled
 pass@1 on held-out problems (never trained on) at the training temperature, the metric
-DeepSeek-R1 reports; greedy accuracy is shown beside it.
+DeepSeek-R1 reports; greedy accuracy is shown beside it. As in R1's rule-based reward, an
+answer only counts when it is given inside ``<answer>…</answer>``.
 """
 
 from __future__ import annotations
@@ -47,12 +48,12 @@ class DemoSettings:
     pretrain_lines: int = 48_000
     pretrain_batch: int = 64
     cold_start_examples: int = 512
-    cold_start_epochs: int = 10
-    grpo_steps: int = 70
-    length_steps: int = 30
+    cold_start_epochs: int = 16
+    grpo_steps: int = 200
+    length_steps: int = 40
     prompts_per_step: int = 16
     group_size: int = 16
-    eval_samples: int = 4
+    eval_samples: int = 8
     format_weight: float = 0.1
     max_new_tokens: int = 64
 
@@ -134,10 +135,14 @@ def run_demo(output_dir: str | Path = "runs/demo", settings: DemoSettings | None
         "rollout": {"prompts_per_step": settings.prompts_per_step, "group_size": settings.group_size,
                     "max_new_tokens": settings.max_new_tokens, "temperature": 1.0},
         "algorithm": {"loss_type": "dapo", "mini_batches": 2, "micro_batch_size": 128, "beta": 0.0},
-        "optim": {"lr": 1e-4, "schedule": "constant", "max_grad_norm": 1.0},
+        # A short warm-up: Adam's first steps move every weight by about lr whatever the size of
+        # its (noisy) gradient, which at full lr wrecks a model this small.
+        "optim": {"lr": 1e-4, "schedule": "constant", "warmup_steps": 10, "max_grad_norm": 1.0},
     }
     r1_rewards = {
-        "accuracy": {"kind": "math_accuracy", "weight": 1.0},
+        # As in R1, only an answer given in the requested format counts: without `answer_tag`
+        # a tiny model learns to drop the template and keep the accuracy reward.
+        "accuracy": {"kind": "math_accuracy", "weight": 1.0, "answer_tag": True},
         "format": {"kind": "format", "weight": settings.format_weight, "think_in_prompt": True},
     }
     start = time.perf_counter()
@@ -169,7 +174,10 @@ def _evaluate(rollout: HFRollout, tokenizer: Any, template: Any, heldout: list[E
     from reasonrl.rollout import SamplingParams
 
     sampling = SamplingParams(temperature=1.0, max_new_tokens=settings.max_new_tokens, greedy=greedy)
-    result = evaluate_policy(rollout, tokenizer, template, heldout, samples=1 if greedy else settings.eval_samples, ks=[1], sampling=sampling)
+    result = evaluate_policy(
+        rollout, tokenizer, template, heldout, samples=1 if greedy else settings.eval_samples, ks=[1], sampling=sampling,
+        answer_tag=True,  # the rule the accuracy reward uses
+    )
     return dict(result.summary)
 
 

@@ -5,7 +5,7 @@ Three kinds of text come out of it, one per stage of the R1 story in miniature:
 - ``pretraining_corpus``: bare equations, digit facts and worked sums without any template
   (``47+38=85``, ``7+8=15``, ``47+38: 7+8=15 4+3+1=8 so 85``) — what a base model has read;
 - ``cold_start_examples``: a few long, verbose chains of thought in the R1 template, each with
-  a random number of "let me check" detours — the cold-start SFT data;
+  a random number of redundant re-checks of its answer — the cold-start SFT data;
 - ``problems``: train and held-out questions with gold answers, for GRPO and evaluation.
 """
 
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from reasonrl.data import Example
 
-DETOUR = " check."
+DETOUR = " check {answer}."
 PROMPT_TEMPLATE = "{prompt}=?<think>"
 
 
@@ -25,6 +25,7 @@ class AdditionTask:
     seed: int = 0
     low: int = 10
     high: int = 99
+    min_detours: int = 0
     max_detours: int = 4
 
     def _pairs(self, rng: random.Random, n: int) -> list[tuple[int, int]]:
@@ -51,10 +52,12 @@ class AdditionTask:
 
     def reasoning(self, a: int, b: int, rng: random.Random, detours: int | None = None) -> str:
         """A verbose chain of thought and answer for a + b, in the R1 template (after ``<think>``):
-        the worked sum, then 1..max_detours redundant " check." detours — the verbosity the
-        length-penalty stage should remove."""
-        n_detours = rng.randint(1, self.max_detours) if detours is None else detours
-        return f"{self.steps(a, b)}.{DETOUR * n_detours} {a + b}</think><answer>{a + b}</answer>"
+        the worked sum, then min_detours..max_detours redundant re-checks of the answer — the
+        verbosity the length-penalty stage should remove
+        (``7+5=12 2+4+1=7 so 72. check 72. check 72.</think><answer>72</answer>``)."""
+        n_detours = rng.randint(self.min_detours, self.max_detours) if detours is None else detours
+        checks = DETOUR.format(answer=a + b) * n_detours
+        return f"{self.steps(a, b)}.{checks}</think><answer>{a + b}</answer>"
 
     def cold_start_examples(self, n: int, exclude: list[Example]) -> list[tuple[str, str]]:
         """(prompt, completion) pairs for SFT, none of them a held-out problem."""

@@ -84,7 +84,7 @@ class HFRollout:
             if self.engine == "reasonrl":
                 chunks.append(self._decode(prompt_ids[rows], prompt_mask[rows], n, sampling))
                 continue
-            out = self.model.generate(
+            out = self.model.generate(  # type: ignore[operator]  # transformers 5 stubs mistype `generate`
                 input_ids=prompt_ids[rows],
                 attention_mask=prompt_mask[rows],
                 do_sample=not sampling.greedy,

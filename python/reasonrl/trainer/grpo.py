@@ -483,7 +483,7 @@ class GRPOTrainer:
             truncated.append(source[2][index // world_size()])
         return score_samples(
             examples, completions, tokens, ks=tuple(self.config.eval.ks), truncated=truncated,
-            think_in_prompt=self.template.think_in_prompt,
+            think_in_prompt=self.template.think_in_prompt, answer_tag=self.config.eval.answer_tag,
         )
 
     # ---- the loop -----------------------------------------------------------------------------
@@ -568,13 +568,16 @@ def evaluate_policy(
     ks: Sequence[int],
     sampling: SamplingParams,
     batch_prompts: int = 64,
+    answer_tag: bool = False,
 ) -> EvalResult:
-    """Generates `samples` completions per example and scores them (reasonrl.evaluation)."""
+    """Generates `samples` completions per example and scores them (reasonrl.evaluation);
+    with `answer_tag` only answers inside ``<answer>…</answer>`` count."""
     completions, tokens, truncated = sample_for_eval(
         rollout, tokenizer, template, examples, samples=samples, sampling=sampling, batch_prompts=batch_prompts,
     )
     return score_samples(
         examples, completions, tokens, ks=tuple(ks), truncated=truncated, think_in_prompt=template.think_in_prompt,
+        answer_tag=answer_tag,
     )
 
 
