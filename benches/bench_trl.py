@@ -6,7 +6,10 @@ peak memory side by side, and the loss of both on one batch.
 
 Same tiny model (the demo's char-level Qwen2, random weights, same seed, fp32 on both sides:
 TRL's default bf16 autocast is turned off), same prompts, group size, completion length, loss
-type (dapo), beta = 0, learning rate and reward (the R1 format reward plus math accuracy). Each side trains the same number of steps on CPU, in its own child
+type (dapo), beta = 0, learning rate and reward (the R1 format reward plus math accuracy). TRL
+runs twice: with reasonrl's `RewardSpec` as its reward function, which isolates the training
+loop, and with the plain-Python rewards TRL / open-r1 users write (math-verify and a regex),
+which is what a TRL run costs. Each side trains the same number of steps on CPU, in its own child
 process so neither inherits the other's allocations; the first step is a warm-up and not timed.
 Memory is the process's peak RSS (Linux `VmHWM`): over the whole run (imports included), and
 its rise during the timed steps.
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -38,7 +42,25 @@ from reasonrl.kernels import grpo_loss
 from reasonrl.rewards import RewardSpec
 from reasonrl.trainer.grpo import GRPOTrainer
 
-SIDES = ("reasonrl", "trl")
+# trl: TRL with reasonrl's RewardSpec as its reward function (isolates the training loop);
+# trl-python: TRL with the plain-Python rewards TRL / open-r1 users write (math-verify + a regex).
+SIDES = ("reasonrl", "trl", "trl-python")
+FORMAT = re.compile(r"^.*?</think><answer>.*?</answer>$", re.DOTALL)  # the prompt opened <think>
+
+
+def python_accuracy(completions: list[str], answer: list[str], **_: object) -> list[float]:
+    """open-r1's accuracy reward: math-verify on the gold answer and the completion."""
+    from math_verify import parse, verify
+
+    out = []
+    for completion, gold in zip(completions, answer):
+        gold_parsed = parse(f"${gold}$")
+        out.append(float(verify(gold_parsed, parse(completion))) if gold_parsed else 0.0)
+    return out
+
+
+def python_format(completions: list[str], **_: object) -> list[float]:
+    return [1.0 if FORMAT.match(c) else 0.0 for c in completions]
 
 
 def reset_peak_rss() -> None:
@@ -76,7 +98,7 @@ def run_reasonrl(args: argparse.Namespace, model, tokenizer, train, reward: Rewa
     return (time.perf_counter() - start) / (args.steps - 1), peak_rss_mib() - start_rss
 
 
-def trl_trainer(args: argparse.Namespace, model, tokenizer, train, reward: RewardSpec, out: Path, callbacks=()):
+def trl_trainer(args: argparse.Namespace, model, tokenizer, train, reward: RewardSpec, out: Path, callbacks=(), python_rewards=False):
     from datasets import Dataset
     from trl import GRPOConfig
     from trl import GRPOTrainer as TRLGRPOTrainer
@@ -87,13 +109,16 @@ def trl_trainer(args: argparse.Namespace, model, tokenizer, train, reward: Rewar
         max_completion_length=args.max_new_tokens, max_steps=args.steps, learning_rate=1e-5, lr_scheduler_type="constant",
         loss_type="dapo", beta=0.0, temperature=1.0, use_cpu=True, bf16=False, report_to="none", save_strategy="no",
         logging_steps=args.steps + 1, seed=0, disable_tqdm=True,
+        reward_weights=[1.0, 0.5] if python_rewards else None,
     )
+    reward_funcs = [python_accuracy, python_format] if python_rewards else [reward]
     return TRLGRPOTrainer(
-        model=model, reward_funcs=[reward], args=config, train_dataset=dataset, processing_class=tokenizer, callbacks=list(callbacks),
+        model=model, reward_funcs=reward_funcs, args=config, train_dataset=dataset, processing_class=tokenizer,
+        callbacks=list(callbacks),
     )
 
 
-def run_trl(args: argparse.Namespace, model, tokenizer, train, reward: RewardSpec, out: Path) -> tuple[float, float]:
+def run_trl(args: argparse.Namespace, model, tokenizer, train, reward: RewardSpec, out: Path, python_rewards=False) -> tuple[float, float]:
     from transformers import TrainerCallback
 
     class StepTimer(TrainerCallback):
@@ -108,7 +133,7 @@ def run_trl(args: argparse.Namespace, model, tokenizer, train, reward: RewardSpe
             self.starts.append(time.perf_counter())
 
     timer = StepTimer()
-    trainer = trl_trainer(args, model, tokenizer, train, reward, out, callbacks=[timer])
+    trainer = trl_trainer(args, model, tokenizer, train, reward, out, callbacks=[timer], python_rewards=python_rewards)
     trainer.train()
     end = time.perf_counter()
     return (end - timer.starts[1]) / (len(timer.starts) - 1), peak_rss_mib() - timer.start_rss
@@ -134,9 +159,12 @@ def fresh_model(tokenizer):
 def run_side(args: argparse.Namespace) -> None:
     """One side's timing, in this (child) process; prints one JSON line."""
     tokenizer, train, reward = setup()
-    run = run_reasonrl if args.side == "reasonrl" else run_trl
     with tempfile.TemporaryDirectory() as tmp:
-        seconds, rise = run(args, fresh_model(tokenizer), tokenizer, train, reward, Path(tmp))
+        model, out = fresh_model(tokenizer), Path(tmp)
+        if args.side == "reasonrl":
+            seconds, rise = run_reasonrl(args, model, tokenizer, train, reward, out)
+        else:
+            seconds, rise = run_trl(args, model, tokenizer, train, reward, out, python_rewards=args.side == "trl-python")
     print(json.dumps({"seconds": seconds, "step_rise_mib": rise, "peak_mib": peak_rss_mib()}))
 
 
@@ -202,10 +230,11 @@ def main() -> None:
 
     print(f"GRPO step, tiny model, {args.prompts} prompts x {args.group_size} completions, "
           f"<= {args.max_new_tokens} new tokens, CPU, {torch.get_num_threads()} threads, {args.steps - 1} timed steps")
-    print(f"{'':<10}{'s/step':>10}{'peak RSS MiB':>14}{'rise in steps MiB':>19}")
+    print(f"{'':<12}{'s/step':>10}{'peak RSS MiB':>14}{'rise in steps MiB':>19}{'reasonrl speed-up':>19}")
     for name, r in results.items():
-        print(f"{name:<10}{r['seconds']:>10.3f}{r['peak_mib']:>14.0f}{r['step_rise_mib']:>19.1f}")
-    print(f"reasonrl is {results['trl']['seconds'] / results['reasonrl']['seconds']:.2f}x TRL's speed per step")
+        ratio = r["seconds"] / results["reasonrl"]["seconds"]
+        print(f"{name:<12}{r['seconds']:>10.3f}{r['peak_mib']:>14.0f}{r['step_rise_mib']:>19.1f}{ratio:>18.2f}x")
+    print("trl: TRL's loop with reasonrl's RewardSpec as reward; trl-python: with open-r1-style Python rewards")
     print(f"same batch ({check['rows']:.0f} rows, same weights): loss {check['loss']:.6g} vs TRL {check['trl_loss']:.6g} "
           f"(|diff| {check['loss_abs_diff']:.1e}); gradient relative difference {check['grad_rel_diff']:.1e}")
 

@@ -49,10 +49,11 @@ def rows(out):
 
 
 @pytest.mark.parametrize("n", [1, 3])
-def test_greedy_decode_matches_hf_generate(model, tokenizer, early_eos, n):
+@pytest.mark.parametrize("prompts", [PROMPTS, ["12+34=?<think>", "20+99=?<think>", "47+38=?<think>"]], ids=["padded", "unpadded"])
+def test_greedy_decode_matches_hf_generate(model, tokenizer, early_eos, n, prompts):
     greedy = SamplingParams(max_new_tokens=16, greedy=True)
-    ours = HFRollout(model, tokenizer).generate(PROMPTS, n, greedy)
-    reference = HFRollout(model, tokenizer, engine="generate").generate(PROMPTS, n, greedy)
+    ours = HFRollout(model, tokenizer).generate(prompts, n, greedy)
+    reference = HFRollout(model, tokenizer, engine="generate").generate(prompts, n, greedy)
     assert rows(ours) == rows(reference)
     assert ours.texts == reference.texts
     ended = [not truncated for _, truncated, _ in rows(ours)]

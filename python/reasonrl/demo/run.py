@@ -50,7 +50,7 @@ class DemoSettings:
     cold_start_examples: int = 512
     cold_start_epochs: int = 16
     grpo_steps: int = 200
-    length_steps: int = 40
+    length_steps: int = 120
     prompts_per_step: int = 16
     group_size: int = 16
     eval_samples: int = 8

@@ -119,11 +119,14 @@ class HFRollout:
 
         # Prefill: one forward per distinct prompt, then its cache and last logits copied n times.
         firsts = prompt_ids[::n], prompt_mask[::n]  # [N/n, P]
+        # Without left padding the causal mask is all there is: passing no attention mask spares
+        # building a 4-D mask at every step (a tenth of a small model's decode time).
+        padded = not bool(prompt_mask.all())
         positions = (firsts[1].cumsum(dim=1) - 1).clamp(min=0)  # left padding: count real tokens
         cache = DynamicCache(config=self.model.config)
         cache_arg = {self._cache_kwarg(): cache}
         logits = self.model(
-            input_ids=firsts[0], attention_mask=firsts[1], position_ids=positions,
+            input_ids=firsts[0], attention_mask=firsts[1] if padded else None, position_ids=positions,
             use_cache=True, logits_to_keep=1, **cache_arg,
         ).logits[:, -1]  # [N/n, V]
         if n > 1:
@@ -150,9 +153,10 @@ class HFRollout:
                     break
                 cache.batch_select_indices(keep)
                 alive, tokens, mask, next_position = alive[keep], tokens[keep], mask[keep], next_position[keep]
-            mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
+            if padded:
+                mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
             logits = self.model(
-                input_ids=tokens[:, None], attention_mask=mask, position_ids=next_position[:, None],
+                input_ids=tokens[:, None], attention_mask=mask if padded else None, position_ids=next_position[:, None],
                 use_cache=True, **cache_arg,
             ).logits[:, -1]
             next_position = next_position + 1
