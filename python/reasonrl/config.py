@@ -100,6 +100,10 @@ class AlgorithmConfig:
     # sampler used (vLLM), each token's loss is multiplied by min(p_trainer / p_sampler, tis_cap)
     # to undo the sampler/trainer mismatch. None: off.
     tis_cap: float | None = None
+    # Fused LM head: the loss and log-probs come from the final hidden states and the head's
+    # weight in chunks (reasonrl.kernels.linear_grpo_loss), so the [N, T, V] logits are never
+    # built — the largest tensor of a step with a 150k vocabulary. Not with FSDP.
+    fused_lm_head: bool = False
 
 
 @dataclass

@@ -94,12 +94,17 @@ def rendered_step_prompts(step: int, prompts_per_step: int = 4) -> list[str]:
     return [template.render(e, None) for e in sampler.next_step()]
 
 
-def test_ddp_two_ranks_train_like_one_process(tmp_path):
+@pytest.mark.parametrize("fused_lm_head", [False, True], ids=["logits", "fused-head"])
+def test_ddp_two_ranks_train_like_one_process(tmp_path, fused_lm_head):
     """Token-level loss (dapo) with dynamic sampling: in step 1 rank 1 keeps no row at all, in
-    step 2 the ranks keep different numbers; the global token count still normalises the loss."""
+    step 2 the ranks keep different numbers; the global token count still normalises the loss.
+    With the fused head, the head's weight gets its gradient outside DDP's forward."""
     step1, step2 = rendered_step_prompts(1), rendered_step_prompts(2)
     uniform = [step1[1], step1[3], step2[0]]  # rank r gets prompts r, r + 2 of each step
-    sections = {"algorithm": {"loss_type": "dapo", "dynamic_sampling": True}, "distributed": {"strategy": "ddp"}}
+    sections = {
+        "algorithm": {"loss_type": "dapo", "dynamic_sampling": True, "fused_lm_head": fused_lm_head},
+        "distributed": {"strategy": "ddp"},
+    }
 
     reference = build_trainer(stage(tmp_path / "one", **sections), uniform=uniform)
     kept_alone = count_kept_rows(reference)

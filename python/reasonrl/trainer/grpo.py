@@ -32,7 +32,7 @@ from reasonrl.config import ConfigError, StageConfig
 from reasonrl.data import Example, PromptTemplate, get_template
 from reasonrl.errors import ReasonRLError, TrainingError
 from reasonrl.evaluation import EvalResult, score_samples
-from reasonrl.kernels import grpo_loss, token_logprobs
+from reasonrl.kernels import grpo_loss, linear_grpo_loss, linear_token_logprobs, token_logprobs
 from reasonrl.rewards import RewardScores, RewardSpec
 from reasonrl.rollout import HFRollout, RolloutBackend, Rollouts, SamplingParams
 from reasonrl.trainer.checkpoint import latest_checkpoint, load_model_weights, load_trainer_state, save_checkpoint
@@ -142,6 +142,8 @@ class GRPOTrainer:
                 f"rollout.prompts_per_step: {config.rollout.prompts_per_step} prompts do not split evenly "
                 f"over {world_size()} ranks (it counts the prompts of all ranks together)"
             )
+        if config.algorithm.fused_lm_head:
+            _check_fused_head(model, self.strategy)
         # The reference only matters for the KL term: with beta = 0 it is never loaded.
         if config.algorithm.beta > 0 and ref_model is None:
             ref_model = copy.deepcopy(model).eval().requires_grad_(False)
@@ -253,6 +255,12 @@ class GRPOTrainer:
 
     def token_logprobs(self, model: Any, batch: PolicyBatch, *, with_entropy: bool = False) -> Any:
         """log p(completion token) under `model`: [N, T] (and the [N, T] entropy)."""
+        if self.config.algorithm.fused_lm_head:
+            hidden, weight = self.head_inputs(model, batch)
+            return linear_token_logprobs(
+                hidden, weight, batch.completion_ids, temperature=self.config.rollout.temperature,
+                with_entropy=with_entropy, backend=self.config.algorithm.kernel_backend,
+            )
         L, T = batch.input_ids.shape[1], batch.completion_ids.shape[1]
         # Left padding shifts real tokens right; positions must count real tokens only.
         position_ids = (batch.attention_mask.cumsum(dim=1) - 1).clamp(min=0)
@@ -268,6 +276,30 @@ class GRPOTrainer:
             logits, batch.completion_ids, temperature=self.config.rollout.temperature,
             with_entropy=with_entropy, backend=self.config.algorithm.kernel_backend,
         )
+
+    def head_inputs(self, model: Any, batch: PolicyBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """The final hidden states that predict the completion tokens, [N, T, H], and the LM
+        head's weight, [V, H], for the fused loss. The forward runs through `model` as usual
+        (wrappers included); a pre-hook on the head takes its input and hands the head an empty
+        slice instead, so the [N, T, V] logits are never computed."""
+        L, T = batch.input_ids.shape[1], batch.completion_ids.shape[1]
+        head = unwrap(model).get_output_embeddings()
+        captured: list[torch.Tensor] = []
+
+        def take_input(_: Any, args: tuple[Any, ...]) -> tuple[Any, ...]:
+            captured.append(args[0])  # [N, T, H]: the model already kept the T positions
+            return (args[0][:, :0], *args[1:])
+
+        handle = head.register_forward_pre_hook(take_input)
+        try:
+            model(
+                input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                position_ids=(batch.attention_mask.cumsum(dim=1) - 1).clamp(min=0),
+                logits_to_keep=torch.arange(L - T - 1, L - 1, device=batch.input_ids.device), use_cache=False,
+            )
+        finally:
+            handle.remove()
+        return captured[0], head.weight
 
     @torch.no_grad()
     def reference_logprobs(self, model: Any, batch: PolicyBatch) -> torch.Tensor:
@@ -293,6 +325,22 @@ class GRPOTrainer:
             return float(micro.completion_mask.sum()) / max(tokens, 1.0) * world_size()
         return len(micro) / max(rows, 1.0) * world_size()
 
+    def policy_loss(self, micro: PolicyBatch, advantages: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The clipped GRPO loss of one micro-batch and its metrics (kl, entropy, clip ratios)."""
+        a = self.config.algorithm
+        options: dict[str, Any] = dict(
+            eps_low=a.eps_low, eps_high=a.eps_high, beta=a.beta, loss_type=a.loss_type,
+            max_completion_length=self.config.rollout.max_new_tokens, backend=a.kernel_backend,
+        )
+        if a.fused_lm_head:
+            hidden, weight = self.head_inputs(self.model, micro)
+            return linear_grpo_loss(
+                hidden, weight, micro.completion_ids, micro.old_logp, micro.ref_logp, advantages,
+                micro.completion_mask, temperature=self.config.rollout.temperature, with_entropy=True, **options,
+            )
+        logp, entropy = self.token_logprobs(self.model, micro, with_entropy=True)
+        return grpo_loss(logp, micro.old_logp, micro.ref_logp, advantages, micro.completion_mask, entropy=entropy, **options)
+
     def update(self, batch: PolicyBatch) -> dict[str, float]:
         """μ passes of mini-batch updates. Under torchrun every rank holds as many rows (see
         `pack`), so all ranks run the same micro-batches and meet in the same collectives."""
@@ -313,13 +361,7 @@ class GRPOTrainer:
                     # weight on the advantage weights exactly that token's policy-gradient term.
                     advantages = micro.advantages if micro.tis_weight is None else micro.advantages[:, None] * micro.tis_weight  # [n] or [n, T]
                     with gradient_sync(self.model, enabled=start == starts[-1]):
-                        logp, entropy = self.token_logprobs(self.model, micro, with_entropy=True)
-                        loss, metrics = grpo_loss(
-                            logp, micro.old_logp, micro.ref_logp, advantages, micro.completion_mask,
-                            eps_low=a.eps_low, eps_high=a.eps_high, beta=a.beta, loss_type=a.loss_type,
-                            max_completion_length=self.config.rollout.max_new_tokens, entropy=entropy,
-                            backend=a.kernel_backend,
-                        )
+                        loss, metrics = self.policy_loss(micro, advantages)
                         weight = self.loss_weight(micro, totals)
                         weighted = loss * weight
                         if not torch.isfinite(weighted):
@@ -535,6 +577,29 @@ class GRPOTrainer:
                 logger.log(self.step, final_eval.metrics())
         self.save(self.output_dir / "final")
         return {"train": history, "eval": final_eval.summary if final_eval is not None else None}
+
+
+def _check_fused_head(model: Any, strategy: str) -> None:
+    """The fused loss computes logits as hidden @ W.T: a head that does more (a bias, scaled or
+    soft-capped logits) or a weight that FSDP keeps sharded outside the forward cannot use it."""
+    if strategy == "fsdp":
+        raise ConfigError(
+            "algorithm.fused_lm_head: not available with distributed.strategy fsdp (the head's weight "
+            "is sharded outside the forward); use ddp, or turn fused_lm_head off"
+        )
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if not isinstance(head, torch.nn.Linear):
+        raise ConfigError(f"algorithm.fused_lm_head: the model's output head is {type(head).__name__}, not a Linear layer")
+    if head.bias is not None:
+        raise ConfigError("algorithm.fused_lm_head: the model's LM head has a bias, which the fused loss does not add")
+    config = getattr(model, "config", None)
+    for name, neutral in (("final_logit_softcapping", None), ("logit_scale", 1.0), ("logits_scaling", 1.0)):
+        value = getattr(config, name, neutral)
+        if value is not None and value != neutral:
+            raise ConfigError(
+                f"algorithm.fused_lm_head: the model transforms its logits ({name} = {value}), "
+                "which the fused loss does not; turn fused_lm_head off"
+            )
 
 
 @contextmanager
