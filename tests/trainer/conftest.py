@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from stages import grpo_stage_dict
 from transformers.utils import logging as hf_logging
 
 from reasonrl.config import stage_from_dict
 from reasonrl.demo import AdditionTask, DemoSettings, build_char_tokenizer
 from reasonrl.demo.run import build_tiny_model
-from reasonrl.demo.task import PROMPT_TEMPLATE
 
 hf_logging.disable_progress_bar()
 
@@ -37,17 +37,4 @@ def make_stage():
 
 
 def grpo_stage(tmp_path, **sections):
-    base = {
-        "kind": "grpo",
-        "name": "test",
-        "model": {"name_or_path": "test:tiny"},
-        "data": {"train": "test:addition", "template": PROMPT_TEMPLATE},
-        "rollout": {"prompts_per_step": 2, "group_size": 4, "max_new_tokens": 12},
-        "reward": {"accuracy": {"kind": "math_accuracy"}, "format": {"kind": "format", "weight": 0.5, "think_in_prompt": True}},
-        "algorithm": {"micro_batch_size": 3},
-        "optim": {"lr": 1e-3, "schedule": "constant"},
-        "run": {"output_dir": str(tmp_path / "run"), "steps": 2, "tensorboard": False, "progress_bar": False},
-    }
-    for key, value in sections.items():
-        base[key] = {**base.get(key, {}), **value}
-    return stage_from_dict(base)
+    return stage_from_dict(grpo_stage_dict(tmp_path / "run", **sections))

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 from distributed_worker import build_trainer, count_kept_rows, training_set
+from stages import grpo_stage_dict
 from transformers import AutoModelForCausalLM
 
 from reasonrl.data import get_template
@@ -30,22 +31,11 @@ COMPARED = ("loss", "grad_norm", "reward/total", "rows_in_loss", "entropy", "cli
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not available")
 
 
+DISTRIBUTED = {"name": "dist", "rollout": {"prompts_per_step": 4, "max_new_tokens": 16}, "run": {"steps": 3, "log_completions_every": 0}}
+
+
 def stage(output_dir: Path, **sections: dict) -> dict:
-    base: dict = {
-        "kind": "grpo",
-        "name": "dist",
-        "model": {"name_or_path": "test:tiny"},
-        "data": {"train": "test:addition", "template": PROMPT_TEMPLATE},
-        "rollout": {"prompts_per_step": 4, "group_size": 4, "max_new_tokens": 16},
-        "reward": {"accuracy": {"kind": "math_accuracy"}, "format": {"kind": "format", "weight": 0.5, "think_in_prompt": True}},
-        "algorithm": {"micro_batch_size": 3},
-        "optim": {"lr": 1e-3, "schedule": "constant"},
-        "run": {"output_dir": str(output_dir), "steps": 3, "tensorboard": False, "progress_bar": False,
-                "log_completions_every": 0},
-    }
-    for key, value in sections.items():
-        base[key] = {**base.get(key, {}), **value}
-    return base
+    return grpo_stage_dict(output_dir, DISTRIBUTED, **sections)
 
 
 def torchrun(spec: dict, tmp_path: Path, nproc: int = 2) -> list[dict]:
