@@ -143,6 +143,8 @@ def test_fsdp_two_ranks_train_like_one_process_and_resume_at_any_world_size(tmp_
     assert_same_weights(tmp_path / "one" / "final", tmp_path / "two" / "final")
     saved = json.loads((tmp_path / "two" / "checkpoint-2" / "trainer_state.json").read_text())
     assert saved["world_size"] == 2 and saved["step"] == 2
+    # The optimizer state went to disk shard by shard: one file per rank, none holding it all.
+    assert len(list((tmp_path / "two" / "checkpoint-2" / "optimizer").glob("*.distcp"))) == 2
 
     shutil.copytree(tmp_path / "two" / "checkpoint-2", tmp_path / "back" / "checkpoint-2")
     resumed = build_trainer(stage(tmp_path / "back", **sections), sampler_logp=True)

@@ -1,10 +1,11 @@
 """Checkpoints that resume exactly: the model in Hugging Face format (safetensors, loadable with
 `from_pretrained`), plus optimizer, scheduler, RNG states and the position in the data.
 
-Under torchrun every rank calls `save_checkpoint` (gathering sharded weights is a collective) and
-rank 0 writes one consolidated checkpoint: full weights, and the optimizer state keyed by
-parameter name. Nothing in it depends on the number of ranks, so a run saved on 8 GPUs resumes
-on 1 or 16, under FSDP, DDP or neither.
+Under torchrun every rank calls `save_checkpoint`: rank 0 writes the consolidated Hugging Face
+weights (gathering sharded weights is a collective), and every rank writes its own shard of the
+optimizer state into `optimizer/` (torch.distributed.checkpoint), so no rank ever holds all of
+it. Both are keyed by parameter name, not by rank, so a run saved on 8 GPUs resumes on 1 or 16,
+under FSDP, DDP or neither.
 """
 
 from __future__ import annotations
@@ -18,19 +19,22 @@ from typing import Any
 import numpy as np
 import torch
 
+from reasonrl.errors import ReasonRLError
 from reasonrl.trainer.distributed import (
     barrier,
     full_model_state_dict,
-    full_optimizer_state_dict,
     gather_objects,
     is_main_process,
     load_full_model_state_dict,
     load_full_optimizer_state_dict,
+    load_sharded_optimizer,
     rank,
+    save_sharded_optimizer,
     unwrap,
 )
 
 STATE_FILE = "trainer_state.pt"
+OPTIMIZER_DIR = "optimizer"  # sharded optimizer state (torch.distributed.checkpoint)
 
 
 def _rng_state() -> dict[str, Any]:
@@ -64,20 +68,23 @@ def save_checkpoint(
     Writes to a temporary folder, then renames it: a crash mid-save never leaves a half-written
     checkpoint where `--resume` would pick it up."""
     weights = full_model_state_dict(model)  # on CPU, rank 0 only: peak host memory = one model
-    optimizer_state = full_optimizer_state_dict(model, optimizer) if optimizer is not None else None
     rng_per_rank = gather_objects(_rng_state())
+    directory = Path(directory)
+    partial = directory.with_name(directory.name + ".partial")
+    if is_main_process():
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+    barrier()  # the folder exists before any rank writes its optimizer shard into it
+    if optimizer is not None:
+        save_sharded_optimizer(model, optimizer, partial / OPTIMIZER_DIR)
     if not is_main_process():
         barrier()
         return None
-    directory = Path(directory)
-    partial = directory.with_name(directory.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
     unwrap(model).save_pretrained(partial, state_dict=weights, safe_serialization=True)
     tokenizer.save_pretrained(partial)
     payload = {
         "state": state or {},
-        "optimizer": optimizer_state,
+        "optimizer": None,  # in OPTIMIZER_DIR
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
         "rng": rng_per_rank,  # one entry per rank
     }
@@ -111,7 +118,12 @@ def load_trainer_state(
     exactly in its data and weights, but its sampling is not the one it would have been."""
     payload = torch.load(Path(directory) / STATE_FILE, map_location="cpu", weights_only=False)
     saved_optimizer = payload["optimizer"]
-    if optimizer is not None and saved_optimizer is not None:
+    sharded = Path(directory) / OPTIMIZER_DIR
+    if optimizer is not None and sharded.is_dir():
+        if model is None:
+            raise ReasonRLError("load_trainer_state: `model` is needed to load the sharded optimizer state")
+        load_sharded_optimizer(model, optimizer, sharded)
+    elif optimizer is not None and saved_optimizer is not None:  # a checkpoint with the state inline
         by_name = all(isinstance(k, str) for k in saved_optimizer.get("state", {}))
         if by_name and model is not None:
             load_full_optimizer_state_dict(model, optimizer, saved_optimizer)

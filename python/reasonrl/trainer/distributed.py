@@ -17,9 +17,11 @@ In a single process every function here is the identity (or a no-op), and nothin
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import torch
@@ -38,7 +40,6 @@ __all__ = [
     "clip_grad_norm",
     "close_distributed",
     "full_model_state_dict",
-    "full_optimizer_state_dict",
     "gather_objects",
     "gathered_weights",
     "gradient_sync",
@@ -47,11 +48,13 @@ __all__ = [
     "is_main_process",
     "load_full_model_state_dict",
     "load_full_optimizer_state_dict",
+    "load_sharded_optimizer",
     "local_rank",
     "mean_across_ranks",
     "rank",
     "rank_device",
     "resolve_strategy",
+    "save_sharded_optimizer",
     "shard_frozen",
     "unwrap",
     "world_size",
@@ -302,14 +305,30 @@ def load_full_model_state_dict(model: torch.nn.Module, state: dict[str, Any]) ->
     set_model_state_dict(model, state, options=_full_options())
 
 
-def full_optimizer_state_dict(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
-    """The optimizer state keyed by parameter name, unsharded, on rank 0 (empty elsewhere).
-
-    Names instead of positions, and full tensors instead of shards, make it loadable at any world
-    size and under any strategy."""
+def save_sharded_optimizer(model: torch.nn.Module, optimizer: torch.optim.Optimizer, path: Path) -> None:
+    """Every rank writes its own shard of the optimizer state to the folder `path`
+    (torch.distributed.checkpoint; replicated state, as under DDP, is written once), so no rank
+    ever holds the whole AdamW state — 8 bytes per parameter. A collective: every rank calls.
+    Several nodes need `path` on a file system they all see."""
+    import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
 
-    return dict(get_optimizer_state_dict(model, optimizer, options=_full_options(cpu_offload=True)))
+    with warnings.catch_warnings():  # "assuming ... a single process": that is meant
+        warnings.filterwarnings("ignore", message=".*single process.*")
+        dcp.save({"optimizer": get_optimizer_state_dict(model, optimizer)}, checkpoint_id=str(path))
+
+
+def load_sharded_optimizer(model: torch.nn.Module, optimizer: torch.optim.Optimizer, path: Path) -> None:
+    """Reads the state `save_sharded_optimizer` wrote, resharded for this run's ranks and
+    strategy (the state is keyed by parameter name, not by rank or position)."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict, set_optimizer_state_dict
+
+    state = {"optimizer": get_optimizer_state_dict(model, optimizer)}  # the layout to fill in
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*single process.*")
+        dcp.load(state, checkpoint_id=str(path))
+    set_optimizer_state_dict(model, optimizer, state["optimizer"])
 
 
 def load_full_optimizer_state_dict(model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
