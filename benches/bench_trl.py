@@ -30,6 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import bench_rewards  # the plain-Python peer rewards, beside this file
 import torch
 from transformers.utils import logging as hf_logging
 
@@ -49,14 +50,8 @@ FORMAT = re.compile(r"^.*?</think><answer>.*?</answer>$", re.DOTALL)  # the prom
 
 
 def python_accuracy(completions: list[str], answer: list[str], **_: object) -> list[float]:
-    """open-r1's accuracy reward: math-verify on the gold answer and the completion."""
-    from math_verify import parse, verify
-
-    out = []
-    for completion, gold in zip(completions, answer):
-        gold_parsed = parse(f"${gold}$")
-        out.append(float(verify(gold_parsed, parse(completion))) if gold_parsed else 0.0)
-    return out
+    """open-r1's accuracy reward (math-verify), as bench_rewards.py times it, in TRL's signature."""
+    return bench_rewards.python_accuracy(completions, answer)
 
 
 def python_format(completions: list[str], **_: object) -> list[float]:

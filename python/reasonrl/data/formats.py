@@ -61,22 +61,18 @@ def _gsm8k(row: Mapping[str, Any], number: int, id_prefix: str) -> Example | Non
     return Example(f"{id_prefix}/{number - 1}", _text(row, "question", number), answer=answer, meta=meta)
 
 
-def _math(row: Mapping[str, Any], number: int, id_prefix: str) -> Example | None:
-    answer = _column(row, "answer", number)
-    if answer is None or not str(answer).strip():
-        return None
-    row_id = row.get("unique_id") or f"{id_prefix}/{number - 1}"
-    meta = _rest(row, ("problem", "answer", "unique_id"))
-    return Example(str(row_id), _text(row, "problem", number), answer=str(answer).strip(), meta=meta)
+def _problem_with_answer(id_column: str) -> RowConverter:
+    """MATH / MATH-500 (`unique_id`) and AIME (`id`): a problem, a final answer, an id column."""
 
+    def convert(row: Mapping[str, Any], number: int, id_prefix: str) -> Example | None:
+        answer = _column(row, "answer", number)
+        if answer is None or not str(answer).strip():
+            return None
+        row_id = row.get(id_column) or f"{id_prefix}/{number - 1}"
+        meta = _rest(row, ("problem", "answer", id_column))
+        return Example(str(row_id), _text(row, "problem", number), answer=str(answer).strip(), meta=meta)
 
-def _aime(row: Mapping[str, Any], number: int, id_prefix: str) -> Example | None:
-    answer = _column(row, "answer", number)
-    if answer is None or not str(answer).strip():
-        return None
-    row_id = row.get("id") or f"{id_prefix}/{number - 1}"
-    meta = _rest(row, ("problem", "answer", "id"))
-    return Example(str(row_id), _text(row, "problem", number), answer=str(answer).strip(), meta=meta)
+    return convert
 
 
 def _humaneval(row: Mapping[str, Any], number: int, id_prefix: str) -> Example | None:
@@ -139,9 +135,9 @@ def _mmlu(row: Mapping[str, Any], number: int, id_prefix: str) -> Example | None
 
 FORMATS: dict[str, RowConverter] = {
     "gsm8k": _gsm8k,
-    "math": _math,
-    "math500": _math,
-    "aime": _aime,
+    "math": _problem_with_answer("unique_id"),
+    "math500": _problem_with_answer("unique_id"),
+    "aime": _problem_with_answer("id"),
     "humaneval": _humaneval,
     "mbpp": _mbpp,
     "mmlu": _mmlu,

@@ -26,7 +26,6 @@ from reasonrl.trainer.distributed import (
     gather_objects,
     is_main_process,
     load_full_model_state_dict,
-    load_full_optimizer_state_dict,
     load_sharded_optimizer,
     rank,
     save_sharded_optimizer,
@@ -113,9 +112,10 @@ def load_trainer_state(
 ) -> dict[str, Any]:
     """Restores optimizer, scheduler and RNG states; returns the saved trainer state.
 
-    The optimizer state is matched to parameters by name (`model` is then needed). A rank that
-    did not exist when the checkpoint was written keeps its fresh RNG state: the run continues
-    exactly in its data and weights, but its sampling is not the one it would have been."""
+    The sharded optimizer state is matched to parameters by name (`model` is then needed). A
+    rank that did not exist when the checkpoint was written keeps its fresh RNG state: the run
+    continues exactly in its data and weights, but its sampling is not the one it would have
+    been."""
     payload = torch.load(Path(directory) / STATE_FILE, map_location="cpu", weights_only=False)
     saved_optimizer = payload["optimizer"]
     sharded = Path(directory) / OPTIMIZER_DIR
@@ -123,12 +123,8 @@ def load_trainer_state(
         if model is None:
             raise ReasonRLError("load_trainer_state: `model` is needed to load the sharded optimizer state")
         load_sharded_optimizer(model, optimizer, sharded)
-    elif optimizer is not None and saved_optimizer is not None:  # a checkpoint with the state inline
-        by_name = all(isinstance(k, str) for k in saved_optimizer.get("state", {}))
-        if by_name and model is not None:
-            load_full_optimizer_state_dict(model, optimizer, saved_optimizer)
-        else:  # a checkpoint from before the state was keyed by name: positions
-            optimizer.load_state_dict(saved_optimizer)
+    elif optimizer is not None and saved_optimizer is not None:
+        optimizer.load_state_dict(saved_optimizer)  # an older single-process checkpoint: inline
     if scheduler is not None and payload["scheduler"] is not None:
         scheduler.load_state_dict(payload["scheduler"])
     rng = payload["rng"]

@@ -47,7 +47,6 @@ __all__ = [
     "is_distributed",
     "is_main_process",
     "load_full_model_state_dict",
-    "load_full_optimizer_state_dict",
     "load_sharded_optimizer",
     "local_rank",
     "mean_across_ranks",
@@ -330,8 +329,3 @@ def load_sharded_optimizer(model: torch.nn.Module, optimizer: torch.optim.Optimi
         dcp.load(state, checkpoint_id=str(path))
     set_optimizer_state_dict(model, optimizer, state["optimizer"])
 
-
-def load_full_optimizer_state_dict(model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
-    from torch.distributed.checkpoint.state_dict import set_optimizer_state_dict
-
-    set_optimizer_state_dict(model, optimizer, state, options=_full_options())

@@ -89,6 +89,22 @@ class PolicyBatch:
         )
 
 
+def completion_forward_inputs(batch: PolicyBatch) -> dict[str, Any]:
+    """The model inputs that score a batch's completions: prompt + completion, positions that
+    count real tokens only (left padding shifts them right), and `logits_to_keep` on exactly
+    the T positions that predict completion tokens — token t sits at L - T + t and is predicted
+    one position earlier — so the [N, L, V] logits of the prompt are never built (an index, not
+    a slice, so the kept rows come out contiguous for the kernels)."""
+    L, T = batch.input_ids.shape[1], batch.completion_ids.shape[1]
+    return {
+        "input_ids": batch.input_ids,
+        "attention_mask": batch.attention_mask,
+        "position_ids": (batch.attention_mask.cumsum(dim=1) - 1).clamp(min=0),
+        "logits_to_keep": torch.arange(L - T - 1, L - 1, device=batch.input_ids.device),
+        "use_cache": False,
+    }
+
+
 class PromptSampler:
     """Walks the training set in a seeded random order, epoch after epoch; each rank takes its
     own slice of every step's prompts, so a prompt's G completions stay on one rank and group
@@ -261,17 +277,7 @@ class GRPOTrainer:
                 hidden, weight, batch.completion_ids, temperature=self.config.rollout.temperature,
                 with_entropy=with_entropy, backend=self.config.algorithm.kernel_backend,
             )
-        L, T = batch.input_ids.shape[1], batch.completion_ids.shape[1]
-        # Left padding shifts real tokens right; positions must count real tokens only.
-        position_ids = (batch.attention_mask.cumsum(dim=1) - 1).clamp(min=0)
-        # Completion token t sits at position L - T + t and is predicted by the logits one
-        # position earlier: keep exactly those T rows, never the [N, L, V] logits of the prompt,
-        # and get them contiguous (a sliced view would be copied by the kernel).
-        keep = torch.arange(L - T - 1, L - 1, device=batch.input_ids.device)
-        logits = model(
-            input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=position_ids,
-            logits_to_keep=keep, use_cache=False,
-        ).logits  # [N, T, V]
+        logits = model(**completion_forward_inputs(batch)).logits  # [N, T, V]
         return token_logprobs(
             logits, batch.completion_ids, temperature=self.config.rollout.temperature,
             with_entropy=with_entropy, backend=self.config.algorithm.kernel_backend,
@@ -282,7 +288,6 @@ class GRPOTrainer:
         head's weight, [V, H], for the fused loss. The forward runs through `model` as usual
         (wrappers included); a pre-hook on the head takes its input and hands the head an empty
         slice instead, so the [N, T, V] logits are never computed."""
-        L, T = batch.input_ids.shape[1], batch.completion_ids.shape[1]
         head = unwrap(model).get_output_embeddings()
         captured: list[torch.Tensor] = []
 
@@ -292,11 +297,7 @@ class GRPOTrainer:
 
         handle = head.register_forward_pre_hook(take_input)
         try:
-            model(
-                input_ids=batch.input_ids, attention_mask=batch.attention_mask,
-                position_ids=(batch.attention_mask.cumsum(dim=1) - 1).clamp(min=0),
-                logits_to_keep=torch.arange(L - T - 1, L - 1, device=batch.input_ids.device), use_cache=False,
-            )
+            model(**completion_forward_inputs(batch))
         finally:
             handle.remove()
         return captured[0], head.weight
