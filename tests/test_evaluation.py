@@ -153,6 +153,23 @@ def test_answer_tag_counts_only_answers_inside_the_template() -> None:
     assert strict["format_rate"] == lenient["format_rate"]  # format is judged on the raw text
 
 
+def test_answer_tag_grades_like_the_rust_reward() -> None:
+    """evaluation's answer_tag and math_accuracy's answer_tag are one rule in two languages."""
+    from reasonrl.rewards import Component, RewardSpec
+
+    texts = [
+        "<answer>4</answer>", "<answer>1</answer> <answer>4</answer>", "<answer>4</answer> <answer>1</answer>",
+        "<answer>4", "4</answer>", "<answer><answer>4</answer>", "x <answer> 4 </answer> y", "<answer></answer>",
+        "no tags 4", "<ANSWER>4</ANSWER>",
+    ]
+    examples = [Example(f"p{i}", "2+2", answer="4") for i in range(len(texts))]
+    ours = score_samples(examples, [[t] for t in texts], [[1]] * len(texts), answer_tag=True)
+    spec = RewardSpec([Component("accuracy", "math_accuracy", params={"answer_tag": True})])
+    rust = spec.score(texts, answers=["4"] * len(texts)).components["accuracy"]
+    assert [r.correct[0] for r in ours.records] == [bool(v) for v in rust]
+    assert any(rust) and not all(rust)
+
+
 def test_greedy_single_sample_pass_at_1_is_accuracy() -> None:
     examples = [Example(str(i), "q", answer=str(i)) for i in range(4)]
     completions = [["\\boxed{0}"], ["\\boxed{1}"], ["\\boxed{7}"], ["no idea"]]
