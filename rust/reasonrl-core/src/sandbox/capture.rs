@@ -52,8 +52,26 @@ impl Outcome {
 
 /// Bytes of report kept; a harness writes a few bytes per test.
 pub const REPORT_LIMIT: usize = 1 << 20;
-/// Time the supervisor gets to kill and reap everything after SIGTERM before it is SIGKILLed.
+/// Time the caller waits for the supervisor to kill and reap everything after SIGTERM. Past it
+/// the call returns and the supervisor finishes in the background: it is never killed, since
+/// the namespace's init may still be waiting in the kernel for the namespace to empty (a fork
+/// bomb on a busy machine), and killing S then would leave P's zombie to the host's init.
 const STOP_GRACE: Duration = Duration::from_secs(2);
+
+#[cfg(test)]
+thread_local! {
+    /// Replaces [`STOP_GRACE`] for runs on this thread (tests that must give up at once).
+    pub(super) static STOP_GRACE_FOR_TESTS: std::cell::Cell<Option<Duration>> =
+        const { std::cell::Cell::new(None) };
+}
+
+fn stop_grace() -> Duration {
+    #[cfg(test)]
+    if let Some(grace) = STOP_GRACE_FOR_TESTS.with(|g| g.get()) {
+        return grace;
+    }
+    STOP_GRACE
+}
 /// How long pipes may stay open after the supervisor has exited (only a process that escaped
 /// every protection could hold them) before we stop reading.
 const DRAIN_GRACE: Duration = Duration::from_millis(200);
@@ -206,6 +224,8 @@ fn watch(
     let deadline = started + limits.wall_time;
     let mut stop: Option<(Stop, Instant)> = None;
     let mut exit: Option<(std::process::ExitStatus, Instant)> = None;
+    // Set when the supervisor is still tearing the run down at `STOP_GRACE`.
+    let mut left_to_reaper = false;
     let mut buffer = vec![0u8; 64 << 10];
 
     loop {
@@ -230,14 +250,12 @@ fn watch(
         let now = Instant::now();
         match stop {
             None if now >= deadline => stop = Some(begin_stop(supervisor, Stop::Deadline)),
-            Some((_, since)) if exit.is_none() && now >= since + STOP_GRACE => {
-                // The supervisor did not finish in time: kill it and its session's group; its
-                // death signal takes the program (and with it the PID namespace) along.
-                // SAFETY: signals to our own child and its process group.
-                unsafe {
-                    libc::kill(-supervisor, libc::SIGKILL);
-                    libc::kill(supervisor, libc::SIGKILL);
-                }
+            Some((_, since)) if exit.is_none() && now >= since + stop_grace() => {
+                // P has been killed (S acts on SIGTERM at once) and the kernel is emptying the
+                // namespace; S reaps it and exits when that is done. The batch waits for the
+                // reaper before it returns, so nothing outlives the call in the usual case.
+                left_to_reaper = true;
+                break;
             }
             _ => {}
         }
@@ -259,7 +277,7 @@ fn watch(
         let next_event = match (stop, exit) {
             (_, Some((_, at))) => at + DRAIN_GRACE,
             (None, None) => deadline,
-            (Some((_, since)), None) => since + STOP_GRACE,
+            (Some((_, since)), None) => since + stop_grace(),
         };
         let mut wait = next_event.saturating_duration_since(Instant::now());
         if pidfd.is_none() && exit.is_none() {
@@ -295,15 +313,20 @@ fn watch(
             stop = Some(begin_stop(supervisor, Stop::Output));
         }
     }
-    // Anything still in the supervisor's group (only possible if the supervisor was killed
-    // before cleaning up) goes now. The pgid cannot have been reused while members remain.
-    // SAFETY: signal to our own child's process group.
-    unsafe { libc::kill(-supervisor, libc::SIGKILL) };
-    let status = match exit {
-        Some((status, _)) => status,
-        None => {
-            reaped = true;
-            child.wait().unwrap_or_else(|_| std::process::ExitStatus::from_raw(libc::SIGKILL))
+    let status = if left_to_reaper {
+        // Only read when the run was not stopped, which is not the case here.
+        std::process::ExitStatus::from_raw(libc::SIGKILL)
+    } else {
+        // Anything still in the supervisor's group (only possible if the supervisor died
+        // before cleaning up) goes now. The pgid cannot have been reused while members remain.
+        // SAFETY: signal to our own child's process group.
+        unsafe { libc::kill(-supervisor, libc::SIGKILL) };
+        match exit {
+            Some((status, _)) => status,
+            None => {
+                reaped = true;
+                child.wait().unwrap_or_else(|_| std::process::ExitStatus::from_raw(libc::SIGKILL))
+            }
         }
     };
     if tail.len() > limits.stderr_tail_bytes {

@@ -13,7 +13,6 @@
 
 use std::ffi::CString;
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use libc::{c_int, c_ulong, c_void};
 
@@ -113,11 +112,17 @@ pub(super) struct Plan {
     pub rlimits: Vec<(Resource, u64, u64)>,
 }
 
-/// Set by S's SIGTERM handler: the host asks S to kill everything and exit (deadline reached).
-static TERMINATE: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_terminate(_: c_int) {
-    TERMINATE.store(true, Ordering::SeqCst);
+/// The signals S waits for, blocked in S so that they stay pending until it asks for them:
+/// SIGCHLD (P or an orphan ended) and SIGTERM (the host asks S to kill the run and exit).
+fn supervisor_signals() -> libc::sigset_t {
+    // SAFETY: initialising a local signal set.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGCHLD);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        set
+    }
 }
 
 /// The `pre_exec` hook. Returns only in the process that is to exec the program; S (and the
@@ -127,7 +132,7 @@ extern "C" fn on_terminate(_: c_int) {
 /// # Safety
 /// Must be called in a freshly forked child, before exec.
 pub(super) unsafe fn enter(plan: &Plan, done_fd: c_int) -> std::io::Result<()> {
-    let namespaces = enter_supervisor(plan);
+    let (namespaces, inherited_mask) = enter_supervisor(plan);
     // With a PID namespace, P is its init and the program is P's child; P sends the program's
     // wait status to S through this pipe (P's own exit status cannot carry a signal).
     let mut status_pipe = [-1; 2];
@@ -138,6 +143,8 @@ pub(super) unsafe fn enter(plan: &Plan, done_fd: c_int) -> std::io::Result<()> {
         -1 => fail("fork", errno()),
         0 => {
             libc::close(status_pipe[0]);
+            // The mask survives exec: give P (and the program) back the one S was started with.
+            libc::sigprocmask(libc::SIG_SETMASK, &inherited_mask, std::ptr::null_mut());
             prepare_program(plan, namespaces);
             if plan.steps.pid_ns {
                 become_init(status_pipe[1]);
@@ -179,8 +186,9 @@ unsafe fn become_init(status_fd: c_int) {
     }
 }
 
-/// S before the fork: session, subreaper, namespaces. Returns the namespace bits that worked.
-unsafe fn enter_supervisor(plan: &Plan) -> u8 {
+/// S before the fork: session, subreaper, signals, namespaces. Returns the namespace bits that
+/// worked and the signal mask S started with (for P to restore).
+unsafe fn enter_supervisor(plan: &Plan) -> (u8, libc::sigset_t) {
     // A new session and process group (pgid = our pid), detached from the host's terminal.
     if libc::setsid() < 0 {
         fail("setsid", errno());
@@ -192,12 +200,13 @@ unsafe fn enter_supervisor(plan: &Plan) -> u8 {
     libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as c_ulong);
     // Re-raising the program's fatal signal must not make S dump core into the host.
     set_rlimit(libc::RLIMIT_CORE, 0, 0);
-    // Installed before P exists so that a SIGTERM can never find S without its handler; exec
-    // resets it to the default in P.
-    let mut action: libc::sigaction = std::mem::zeroed();
-    action.sa_sigaction = on_terminate as extern "C" fn(c_int) as usize;
-    libc::sigemptyset(&mut action.sa_mask);
-    libc::sigaction(libc::SIGTERM, &action, std::ptr::null_mut());
+    // Blocked before P exists, so that a SIGTERM arriving at any moment waits, pending, for
+    // S's loop to take it (a handler setting a flag could fire just before S goes to sleep and
+    // be missed; the host would then give up on S while P lives on). SIGCHLD must be delivered
+    // (not discarded, not auto-reaped) whatever disposition the host process gave it.
+    libc::signal(libc::SIGCHLD, libc::SIG_DFL);
+    let mut inherited_mask: libc::sigset_t = std::mem::zeroed();
+    libc::sigprocmask(libc::SIG_BLOCK, &supervisor_signals(), &mut inherited_mask);
 
     let steps = plan.steps;
     let mut worked = Steps::default();
@@ -234,7 +243,7 @@ unsafe fn enter_supervisor(plan: &Plan) -> u8 {
         worked.pid_ns = libc::unshare(libc::CLONE_NEWPID) == 0;
         require(plan, worked.pid_ns, "PID namespace");
     }
-    worked.to_bits()
+    (worked.to_bits(), inherited_mask)
 }
 
 /// S after the fork: wait for P, kill and reap what is left, report the program's status.
@@ -253,24 +262,28 @@ unsafe fn supervise(
     close_from(2);
     let mut status: c_int = 0;
     let mut stopped = false;
+    let signals = supervisor_signals();
     loop {
-        let reaped = libc::waitpid(-1, &mut status, libc::__WALL);
+        let reaped = libc::waitpid(-1, &mut status, libc::WNOHANG | libc::__WALL);
         if reaped == first {
             break;
         }
-        if reaped < 0 {
-            match errno() {
-                libc::EINTR => {
-                    if TERMINATE.load(Ordering::SeqCst) && !stopped {
-                        libc::kill(first, libc::SIGKILL);
-                        stopped = true;
-                    }
-                }
-                // No child at all: cannot happen before P is reaped.
-                _ => libc::_exit(SETUP_FAILED),
-            }
+        if reaped > 0 {
+            // An orphan reparented to us, now reaped; look for more before sleeping.
+            continue;
         }
-        // Any other pid is an orphan reparented to us, now reaped.
+        if reaped < 0 && errno() != libc::EINTR {
+            // No child at all: cannot happen before P is reaped.
+            libc::_exit(SETUP_FAILED);
+        }
+        // Nothing has ended yet. Both signals are blocked, so one raised since the waitpid
+        // above is pending and ends this wait at once: no wake-up is lost.
+        if libc::sigwaitinfo(&signals, std::ptr::null_mut()) == libc::SIGTERM && !stopped {
+            // Killing P ends the PID namespace: the kernel kills everything in it and P's
+            // exit waits until all of it is gone, so reaping P below means the run is over.
+            libc::kill(first, libc::SIGKILL);
+            stopped = true;
+        }
     }
     // P as init reports the program's status; P as the program (or a killed P) does not.
     let mut reported = [0u8; 4];

@@ -22,8 +22,10 @@
 //! host asks S (SIGTERM) to kill P, whose death takes the whole namespace along. S then kills
 //! whatever is left (P's group, orphans it inherited), reaps it all and reports the program's
 //! status on a pipe: from then on nothing of the run is alive. S's own exit (which tears down the
-//! namespaces) and the removal of the working directory are awaited in the background. See
-//! `child.rs`.
+//! namespaces) and the removal of the working directory are awaited in the background. S is
+//! never killed by the host: if emptying the namespace takes longer than the stop grace (a fork
+//! bomb on a busy machine), the run's call returns and S finishes in the background too, and a
+//! batch waits for all of that before it returns. See `child.rs`.
 //!
 //! [`python`] runs Python test suites (assert style and stdin/stdout style) on top of [`run`].
 

@@ -163,6 +163,49 @@ fn sandbox_contains_a_fork_bomb() {
     assert_eq!(sh("echo ok", &quick()).stdout, b"ok\n");
 }
 
+/// Processes whose parent is this process and that are the init (pid 1) of a PID namespace:
+/// a run's P that lost its supervisor.
+fn orphaned_namespace_inits() -> Vec<String> {
+    let me = std::process::id().to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()))
+        .filter_map(|e| std::fs::read_to_string(e.path().join("status")).ok())
+        .filter(|status| {
+            let field = |name: &str| {
+                status.lines().find_map(|l| l.strip_prefix(name)).map(str::trim).unwrap_or("")
+            };
+            field("PPid:") == me && field("NSpid:").split_whitespace().last() == Some("1")
+        })
+        .map(|status| status.lines().take(3).collect::<Vec<_>>().join(" "))
+        .collect()
+}
+
+#[test]
+fn sandbox_never_orphans_the_namespace_init_when_it_gives_up_waiting() {
+    if !capabilities().pid_namespace {
+        eprintln!("skipped: no PID namespace here ({:?})", capabilities().missing());
+        return;
+    }
+    // Orphans come to us rather than to an init that might reap them unseen. Harmless for the
+    // other tests: no run leaves an orphan unless this very bug is back.
+    // SAFETY: a prctl on this process.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong) };
+    // No grace at all: the caller returns right after asking S to stop, while S is still
+    // killing P and the namespace empties. S must be left to finish, not killed: killing it
+    // would hand P (PID 1 of the run's namespace) to us, and in CI to the host's init.
+    capture::STOP_GRACE_FOR_TESTS.with(|g| g.set(Some(Duration::ZERO)));
+    let limits = Limits { wall_time: Duration::from_millis(200), processes: 64, ..quick() };
+    for script in ["sleep 30", "b() { b | b & }; b; sleep 30"] {
+        let outcome = sh(script, &limits);
+        assert_eq!(outcome.ending, Ending::TimedOut, "{script}: {outcome:?}");
+    }
+    capture::STOP_GRACE_FOR_TESTS.with(|g| g.set(None));
+    capture::wait_for_reaper(Duration::from_secs(20));
+    assert_eq!(orphaned_namespace_inits(), Vec::<String>::new());
+}
+
 #[test]
 fn sandbox_leaves_no_directory_behind() {
     let mut used = Vec::new();
