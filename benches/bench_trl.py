@@ -2,7 +2,7 @@
 peak memory side by side, and the loss of both on one batch.
 
     pip install trl   # the peer (pip install reasonrl[bench])
-    python benches/bench_trl.py [--steps 6] [--prompts 8] [--group-size 8] [--max-new-tokens 48]
+    python benches/bench_trl.py [--steps 6] [--rounds 3] [--prompts 8] [--group-size 8] [--max-new-tokens 48]
 
 Same tiny model (the demo's char-level Qwen2, random weights, same seed, fp32 on both sides:
 TRL's default bf16 autocast is turned off), same prompts, group size, completion length, loss
@@ -11,6 +11,8 @@ runs twice: with reasonrl's `RewardSpec` as its reward function, which isolates 
 loop, and with the plain-Python rewards TRL / open-r1 users write (math-verify and a regex),
 which is what a TRL run costs. Each side trains the same number of steps on CPU, in its own child
 process so neither inherits the other's allocations; the first step is a warm-up and not timed.
+The sides take turns for `--rounds` rounds and each side's median is reported (with its range):
+on a small shared machine one side run at a time swings by ±30% with whatever else is running.
 Memory is the process's peak RSS (Linux `VmHWM`): over the whole run (imports included), and
 its rise during the timed steps.
 
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -205,6 +208,7 @@ def same_batch(args: argparse.Namespace) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--rounds", type=int, default=3, help="runs of each side, interleaved; medians are reported")
     parser.add_argument("--prompts", type=int, default=8)
     parser.add_argument("--group-size", type=int, default=8)
     parser.add_argument("--max-new-tokens", type=int, default=48)
@@ -215,20 +219,25 @@ def main() -> None:
         return
     sizes = ["--steps", str(args.steps), "--prompts", str(args.prompts), "--group-size", str(args.group_size),
              "--max-new-tokens", str(args.max_new_tokens)]
-    results = {}
-    for side in SIDES:
-        child = subprocess.run([sys.executable, __file__, "--side", side, *sizes], capture_output=True, text=True)
-        if child.returncode != 0:
-            sys.exit(f"the {side} run failed:\n{child.stderr[-4000:]}")
-        results[side] = json.loads(child.stdout.strip().splitlines()[-1])
+    runs: dict[str, list[dict[str, float]]] = {side: [] for side in SIDES}
+    for _ in range(args.rounds):
+        for side in SIDES:
+            child = subprocess.run([sys.executable, __file__, "--side", side, *sizes], capture_output=True, text=True)
+            if child.returncode != 0:
+                sys.exit(f"the {side} run failed:\n{child.stderr[-4000:]}")
+            runs[side].append(json.loads(child.stdout.strip().splitlines()[-1]))
+    results = {side: {key: statistics.median(r[key] for r in side_runs) for key in side_runs[0]} for side, side_runs in runs.items()}
     check = same_batch(args)
 
     print(f"GRPO step, tiny model, {args.prompts} prompts x {args.group_size} completions, "
-          f"<= {args.max_new_tokens} new tokens, CPU, {torch.get_num_threads()} threads, {args.steps - 1} timed steps")
-    print(f"{'':<12}{'s/step':>10}{'peak RSS MiB':>14}{'rise in steps MiB':>19}{'reasonrl speed-up':>19}")
+          f"<= {args.max_new_tokens} new tokens, CPU, {torch.get_num_threads()} threads, {args.steps - 1} timed steps, "
+          f"median of {args.rounds} interleaved runs per side")
+    print(f"{'':<12}{'s/step':>10}{'range':>15}{'peak RSS MiB':>14}{'rise in steps MiB':>19}{'reasonrl speed-up':>19}")
     for name, r in results.items():
         ratio = r["seconds"] / results["reasonrl"]["seconds"]
-        print(f"{name:<12}{r['seconds']:>10.3f}{r['peak_mib']:>14.0f}{r['step_rise_mib']:>19.1f}{ratio:>18.2f}x")
+        seconds = [run["seconds"] for run in runs[name]]
+        spread = f"{min(seconds):.3f}-{max(seconds):.3f}"
+        print(f"{name:<12}{r['seconds']:>10.3f}{spread:>15}{r['peak_mib']:>14.0f}{r['step_rise_mib']:>19.1f}{ratio:>18.2f}x")
     print("trl: TRL's loop with reasonrl's RewardSpec as reward; trl-python: with open-r1-style Python rewards")
     print(f"same batch ({check['rows']:.0f} rows, same weights): loss {check['loss']:.6g} vs TRL {check['trl_loss']:.6g} "
           f"(|diff| {check['loss_abs_diff']:.1e}); gradient relative difference {check['grad_rel_diff']:.1e}")

@@ -48,11 +48,14 @@ def rows(out):
     ]
 
 
+@pytest.mark.parametrize("lean", [True, False], ids=["lean-step", "model-forward"])
 @pytest.mark.parametrize("n", [1, 3])
 @pytest.mark.parametrize("prompts", [PROMPTS, ["12+34=?<think>", "20+99=?<think>", "47+38=?<think>"]], ids=["padded", "unpadded"])
-def test_greedy_decode_matches_hf_generate(model, tokenizer, early_eos, n, prompts):
+def test_greedy_decode_matches_hf_generate(model, tokenizer, early_eos, n, prompts, lean):
     greedy = SamplingParams(max_new_tokens=16, greedy=True)
-    ours = HFRollout(model, tokenizer).generate(prompts, n, greedy)
+    rollout = HFRollout(model, tokenizer, lean_decode=lean)
+    ours = rollout.generate(prompts, n, greedy)
+    assert rollout.decode_path == ("lean" if lean else "forward (lean_decode=False)")
     reference = HFRollout(model, tokenizer, engine="generate").generate(prompts, n, greedy)
     assert rows(ours) == rows(reference)
     assert ours.texts == reference.texts
