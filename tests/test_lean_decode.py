@@ -37,11 +37,11 @@ def build(model_type: str, dtype: torch.dtype = torch.float32, **overrides) -> t
     return model.to(dtype).eval()
 
 
-def lean_and_forward_logits(model, keep_after: int | None = None):
+def lean_and_forward_logits(model, drops: dict[int, list[int]] | None = None):
     """Logits of 6 new tokens after 2 prompts (one left-padded) × 3 rows each: from the lean
     decoder, and from the model's own forward stepping through the same tokens with its cache
-    (what the lean step replaces). With `keep_after`, rows 1 and 4 leave the lean batch after
-    that many steps (the reference keeps all rows; compared on the rest)."""
+    (what the lean step replaces). `drops`: {step: rows} leaving the lean batch before that
+    step (the reference keeps all rows; compared on the rest)."""
     torch.manual_seed(1)
     B, G, P, T = 2, 3, 7, 6
     prompt = torch.randint(1, 61, (B, P))
@@ -72,8 +72,8 @@ def lean_and_forward_logits(model, keep_after: int | None = None):
     rows = torch.arange(B * G)
     lean = torch.full_like(reference, float("nan"))
     for t in range(T):
-        if t == keep_after:
-            keep = torch.tensor([0, 2, 3, 5])
+        if t in (drops or {}):
+            keep = torch.tensor([i for i, row in enumerate(rows.tolist()) if row not in drops[t]])
             decoder.keep_rows(keep)
             rows, next_position = rows[keep], next_position[keep]
         lean[rows, t] = decoder.step(new[rows, t], next_position + t).float()
@@ -90,11 +90,19 @@ def test_lean_steps_give_the_forward_logits(arch):
     torch.testing.assert_close(lean, reference, rtol=1e-5, atol=1e-5)
 
 
-def test_rows_leaving_the_batch_keep_the_other_rows_exact():
-    lean, reference, rows = lean_and_forward_logits(build("qwen2"), keep_after=2)
-    assert rows.tolist() == [0, 2, 3, 5]
-    torch.testing.assert_close(lean[rows], reference[rows], rtol=1e-5, atol=1e-5)
-    assert lean[[1, 4], 2:].isnan().all()  # dropped rows were not computed
+@pytest.mark.parametrize(
+    "drops",
+    [{2: [1, 4]}, {1: [3]}, {1: [3], 3: [0], 4: [5, 2]}],
+    ids=["compacted-at-once", "finished-row-rides-along", "both-in-turn"],
+)
+def test_rows_leaving_the_batch_keep_the_other_rows_exact(drops):
+    lean, reference, rows = lean_and_forward_logits(build("qwen2"), drops)
+    left = sorted(set(range(6)) - {row for dropped in drops.values() for row in dropped})
+    assert rows.tolist() == left
+    # Every step of every row while it was in the batch, dropped rows' early steps included.
+    computed = ~lean[:, :, 0].isnan()  # [rows, T]
+    assert computed.sum() == 6 * 6 - sum(len(d) * (6 - step) for step, d in drops.items())
+    torch.testing.assert_close(lean[computed], reference[computed], rtol=1e-5, atol=1e-5)
 
 
 def test_bf16_steps_stay_close_to_the_bf16_forward():

@@ -167,21 +167,39 @@ class LeanDecoder:
             values[:, :, :P] = cached.values.repeat_interleave(repeats, dim=0)
             self.keys.append(keys)
             self.values.append(values)
+        self.active = torch.arange(rows, device=first.device)  # buffer row of each current row
         self.key_mask = None  # [n, P + T] bool, only when the prompts are padded
         if key_mask is not None:
             self.key_mask = torch.ones(rows, P + max_new_tokens, dtype=torch.bool, device=first.device)
             self.key_mask[:, :P] = key_mask.bool()
 
     def keep_rows(self, keep: torch.Tensor) -> None:
-        """Drops finished rows: only the rows at indices `keep` ([n']) go on decoding."""
-        self.keys = [k[keep] for k in self.keys]
-        self.values = [v[keep] for v in self.values]
-        if self.key_mask is not None:
-            self.key_mask = self.key_mask[keep]
+        """Only the rows at indices `keep` ([n']) of the current rows go on decoding.
+
+        The buffers are compacted only once a quarter of their rows has finished: compacting
+        copies the whole cache, and rows finish at nearly every step of a large batch. Until
+        then finished rows ride along with a dummy token (their results are dropped)."""
+        self.active = self.active[keep]
+        if self.active.numel() <= 3 * self.keys[0].shape[0] // 4:
+            self.keys = [k[self.active] for k in self.keys]
+            self.values = [v[self.active] for v in self.values]
+            if self.key_mask is not None:
+                self.key_mask = self.key_mask[self.active]
+            self.active = torch.arange(self.active.numel(), device=self.active.device)
 
     @torch.no_grad()
     def step(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        """[n, V] next-token logits after feeding `tokens` ([n]) at `positions` ([n])."""
+        """[n, V] next-token logits after feeding `tokens` ([n]) at `positions` ([n]), one per
+        current row."""
+        rows = self.keys[0].shape[0]
+        if tokens.shape[0] != rows:  # finished rows still in the buffers: give them any token
+            tokens = tokens.new_zeros(rows).index_copy_(0, self.active, tokens)
+            positions = positions.new_zeros(rows).index_copy_(0, self.active, positions)
+            return self._step(tokens, positions)[self.active]
+        return self._step(tokens, positions)
+
+    def _step(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """[n, V] logits for every buffer row ([n] tokens and positions)."""
         n, t = tokens.shape[0], self.length
         Hq, Hkv, D = self.q_heads, self.kv_heads, self.head_dim
         x = F.embedding(tokens, self.embed)[:, None]  # [n, 1, H]

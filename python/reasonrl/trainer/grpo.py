@@ -118,11 +118,14 @@ class PromptSampler:
         self.per_step = per_step
         self.seed = seed
         self.position = 0
+        self._epoch_order: tuple[int, list[int]] = (-1, [])  # the last epoch's order, shuffled once
 
     def _order(self, epoch: int) -> list[int]:
-        order = list(range(len(self.examples)))
-        random.Random(self.seed * 1_000_003 + epoch).shuffle(order)
-        return order
+        if self._epoch_order[0] != epoch:
+            order = list(range(len(self.examples)))
+            random.Random(self.seed * 1_000_003 + epoch).shuffle(order)
+            self._epoch_order = (epoch, order)
+        return self._epoch_order[1]
 
     def next_step(self) -> list[Example]:
         """This rank's prompts for the next step (`per_step` prompts in all ranks together)."""
