@@ -105,6 +105,17 @@ def test_rows_leaving_the_batch_keep_the_other_rows_exact(drops):
     torch.testing.assert_close(lean[computed], reference[computed], rtol=1e-5, atol=1e-5)
 
 
+def test_a_model_too_big_for_the_fused_copy_uses_its_three_projections(monkeypatch):
+    monkeypatch.setattr("reasonrl.rollout.lean.FUSED_COPY_LIMIT", 0)
+    model = build("qwen2")
+    lean, reference, _ = lean_and_forward_logits(model)
+    torch.testing.assert_close(lean, reference, rtol=1e-5, atol=1e-5)
+    cache = DynamicCache(config=model.config)
+    with torch.no_grad():
+        model(input_ids=torch.ones(1, 3, dtype=torch.long), cache=cache, use_cache=True)
+    assert not LeanDecoder(model, cache, 1, None, 2).fused
+
+
 def test_bf16_steps_stay_close_to_the_bf16_forward():
     lean, reference, _ = lean_and_forward_logits(build("qwen2", torch.bfloat16))
     assert reference.abs().max() > 1.0

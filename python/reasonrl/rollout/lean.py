@@ -4,9 +4,10 @@ A rollout calls the model once per generated token, with one new token per row. 
 Hugging Face modules that call costs a fixed few milliseconds of Python and small-op overhead
 (cache objects, mask building, output classes, hooks, per-layer dispatch) whatever the model
 size: on a small model or a small batch it dominates the whole rollout. `LeanDecoder` runs the
-same arithmetic straight on the model's own weights (no copy but one fused q/k/v matrix per
-rollout), with the KV cache in preallocated buffers: one linear for q, k and v, rotary
-embedding of q and k together, `scaled_dot_product_attention` on the cache, the MLP, the head.
+same arithmetic straight on the model's own weights, with the KV cache in preallocated buffers:
+one linear for q, k and v (a fused copy of the three matrices, made per rollout while it stays
+under `FUSED_COPY_LIMIT` bytes; a 7B model's would be gigabytes, and it gets three linears),
+rotary embedding of q and k together, attention on the cache, the MLP, the head.
 
 The prompt is still encoded by the model's own forward (once per prompt, see `HFRollout`);
 only the decode steps go through here. Anything this module does not reproduce exactly (other
@@ -25,6 +26,8 @@ SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3")
 # RoPE variants whose angles depend on the position only (not on the longest position seen so
 # far, as "dynamic" and "longrope" do): their cos/sin are tabulated once per rollout.
 _STATIC_ROPE_TYPES = ("default", "linear", "llama3", "yarn")
+# Largest fused q/k/v copy (all layers together) made per rollout.
+FUSED_COPY_LIMIT = 256 << 20
 # RMSNorm classes computing weight * (x / rms(x)) in fp32, the way this module does.
 _RMS_NORMS = ("LlamaRMSNorm", "MistralRMSNorm", "Qwen2RMSNorm", "Qwen3RMSNorm")
 
@@ -103,22 +106,30 @@ def _linear(module: torch.nn.Linear, x: torch.Tensor) -> torch.Tensor:
 
 
 class _Layer:
-    """One decoder layer's weights (references into the model; q/k/v fused into one matrix)."""
+    """One decoder layer's weights: references into the model, and (`fuse`) q/k/v in one matrix."""
 
-    def __init__(self, layer: torch.nn.Module, hidden_act: str | None):
+    def __init__(self, layer: torch.nn.Module, hidden_act: str | None, fuse: bool):
         attention, mlp = layer.self_attn, layer.mlp
-        q, k, v = attention.q_proj, attention.k_proj, attention.v_proj
-        self.qkv_weight = torch.cat([q.weight, k.weight, v.weight]).detach()  # [(Hq+2Hkv)·D, H]
-        biases = [p.bias for p in (q, k, v)]
-        self.qkv_bias = None if all(b is None for b in biases) else torch.cat(
-            [b if b is not None else q.weight.new_zeros(p.out_features) for b, p in zip(biases, (q, k, v))]
-        ).detach()
+        q, k, v = self.projections = attention.q_proj, attention.k_proj, attention.v_proj
+        self.qkv_weight = self.qkv_bias = None
+        if fuse:
+            self.qkv_weight = torch.cat([q.weight, k.weight, v.weight]).detach()  # [(Hq+2Hkv)·D, H]
+            biases = [p.bias for p in (q, k, v)]
+            self.qkv_bias = None if all(b is None for b in biases) else torch.cat(
+                [b if b is not None else q.weight.new_zeros(p.out_features) for b, p in zip(biases, (q, k, v))]
+            ).detach()
         self.o_proj, self.gate_proj, self.up_proj, self.down_proj = attention.o_proj, mlp.gate_proj, mlp.up_proj, mlp.down_proj
         # F.silu itself where the model's activation is SiLU: a module call costs more than the op.
         self.act = F.silu if hidden_act in ("silu", "swish") else mlp.act_fn
         self.input_norm, self.post_attention_norm = layer.input_layernorm, layer.post_attention_layernorm
         self.q_norm, self.k_norm = getattr(attention, "q_norm", None), getattr(attention, "k_norm", None)
         self.scaling = attention.scaling
+
+    def qkv(self, h: torch.Tensor) -> torch.Tensor:
+        """[n, 1, (Hq + 2·Hkv)·D] q, k and v of the normed hidden states h ([n, 1, H])."""
+        if self.qkv_weight is not None:
+            return F.linear(h, self.qkv_weight, self.qkv_bias)
+        return torch.cat([_linear(m, h) for m in self.projections], dim=-1)
 
 
 class LeanDecoder:
@@ -146,7 +157,10 @@ class LeanDecoder:
         self.rotary = base.rotary_emb
         self.final_norm = base.norm
         self.lm_head = model.lm_head
-        self.layers = [_Layer(layer, getattr(config, "hidden_act", None)) for layer in base.layers]
+        attention = [layer.self_attn for layer in base.layers]
+        fused_bytes = sum(m.weight.nbytes for a in attention for m in (a.q_proj, a.k_proj, a.v_proj))
+        self.fused = fused_bytes <= FUSED_COPY_LIMIT
+        self.layers = [_Layer(layer, getattr(config, "hidden_act", None), self.fused) for layer in base.layers]
         self.q_heads = config.num_attention_heads
         self.kv_heads = getattr(config, "num_key_value_heads", None) or self.q_heads
         self.head_dim = base.layers[0].self_attn.head_dim
@@ -211,7 +225,7 @@ class LeanDecoder:
         mask = None if self.key_mask is None else self.key_mask[:, None, None, : t + 1]  # [n, 1, 1, t+1]
         for layer, keys, values in zip(self.layers, self.keys, self.values):
             h = _rms_norm(x, layer.input_norm.weight, layer.input_norm.variance_epsilon)
-            qkv = F.linear(h, layer.qkv_weight, layer.qkv_bias).view(n, Hq + 2 * Hkv, 1, D)
+            qkv = layer.qkv(h).view(n, Hq + 2 * Hkv, 1, D)
             if layer.q_norm is None:
                 qk = _rotate(qkv[:, : Hq + Hkv], cos, sin)  # [n, Hq + Hkv, 1, D]
                 q, k = qk[:, :Hq], qk[:, Hq:]
