@@ -104,6 +104,10 @@ class AlgorithmConfig:
     # weight in chunks (reasonrl.kernels.linear_grpo_loss), so the [N, T, V] logits are never
     # built — the largest tensor of a step with a 150k vocabulary. Not with FSDP.
     fused_lm_head: bool = False
+    # Score the G completions of a prompt on one forward pass over that prompt (its keys and
+    # values shared), rather than G: the same log-probs and gradient, with the prompt's work
+    # divided by G. Used in one process, without gradient checkpointing; ignored otherwise.
+    share_prompt_forward: bool = True
 
 
 @dataclass

@@ -65,7 +65,6 @@ class HFRollout:
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         self.eos_ids = self._eos_ids()
-        self._cache_name: str | None = None
 
     def _eos_ids(self) -> list[int]:
         eos = self.model.generation_config.eos_token_id
@@ -138,7 +137,7 @@ class HFRollout:
         padded = not bool(prompt_mask.all())
         positions = (firsts[1].cumsum(dim=1) - 1).clamp(min=0)  # left padding: count real tokens
         cache = DynamicCache(config=self.model.config)
-        cache_arg = {self._cache_kwarg(): cache}
+        cache_arg = {cache_kwarg(self.model): cache}
         logits = self.model(
             input_ids=firsts[0], attention_mask=firsts[1] if padded else None, position_ids=positions,
             use_cache=True, logits_to_keep=1, **cache_arg,
@@ -190,14 +189,6 @@ class HFRollout:
             next_position = next_position + 1
         return out[:, :width]
 
-    def _cache_kwarg(self) -> str:
-        """transformers ≥ 5.2x names the cache argument `cache`; earlier versions
-        `past_key_values` (still accepted, with a deprecation warning)."""
-        if self._cache_name is None:
-            params = inspect.signature(self.model.forward).parameters
-            self._cache_name = "cache" if "cache" in params else "past_key_values"
-        return self._cache_name
-
     def _hit_stop(self, tails: torch.Tensor, stop: tuple[str, ...]) -> torch.Tensor:
         """[n_alive] whether a row's last tokens ([n_alive, W]) spell out a stop string. Rows stop
         at the first occurrence, so any occurrence in the window is a new one."""
@@ -223,6 +214,12 @@ class HFRollout:
             stopped = torch.tensor([t.rstrip().endswith(tuple(sampling.stop)) for t in texts], device=mask.device)
             truncated &= ~stopped
         return mask, truncated
+
+
+def cache_kwarg(model: torch.nn.Module) -> str:
+    """The name of `model.forward`'s KV-cache argument: `cache` in transformers ≥ 5.2x,
+    `past_key_values` before (still accepted there, with a deprecation warning)."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
 def _pick_tokens(logits: torch.Tensor, sampling: SamplingParams) -> torch.Tensor:

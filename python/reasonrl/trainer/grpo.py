@@ -26,6 +26,7 @@ from typing import Any, Iterator
 
 import numpy as np
 import torch
+from transformers import DynamicCache
 
 from reasonrl.advantages import compute_advantages, filter_groups
 from reasonrl.config import ConfigError, StageConfig
@@ -35,6 +36,7 @@ from reasonrl.evaluation import EvalResult, score_samples
 from reasonrl.kernels import grpo_loss, linear_grpo_loss, linear_token_logprobs, token_logprobs
 from reasonrl.rewards import RewardScores, RewardSpec
 from reasonrl.rollout import HFRollout, RolloutBackend, Rollouts, SamplingParams
+from reasonrl.rollout.hf import cache_kwarg
 from reasonrl.trainer.checkpoint import latest_checkpoint, load_model_weights, load_trainer_state, save_checkpoint
 from reasonrl.trainer.distributed import (
     all_ranks_true,
@@ -105,6 +107,78 @@ def completion_forward_inputs(batch: PolicyBatch) -> dict[str, Any]:
     }
 
 
+def completion_outputs(model: Any, batch: PolicyBatch, *, share_prompts: bool, head_input: bool = False) -> torch.Tensor:
+    """What predicts the completion tokens: the [N, T, V] logits, or with `head_input` the
+    [N, T, H] final hidden states the LM head would turn into them (the head then computes
+    nothing, see `GRPOTrainer.head_inputs`).
+
+    With `share_prompts`, rows that continue the same prompt (a group's G completions) share one
+    forward pass over it: the distinct prompts are encoded once, with a cache, and every row
+    then runs its completion on its prompt's keys and values. The result and its gradient are
+    those of the plain forward (the prompt's positions never see the completions); the prompt
+    work drops by the group size. Needs a model that is not wrapped (DDP, FSDP) and does not
+    checkpoint activations (that turns the cache off)."""
+    L, T = batch.input_ids.shape[1], batch.completion_ids.shape[1]
+    P = L - T
+    if share_prompts and T > 0:
+        prompts, row_prompt = torch.unique(
+            torch.cat([batch.input_ids[:, :P], batch.attention_mask[:, :P].long()], dim=1), dim=0, return_inverse=True
+        )  # [B, 2P] distinct prompts (ids, mask), [N] each row's
+        if prompts.shape[0] < batch.input_ids.shape[0]:
+            prompt_ids, prompt_mask = prompts[:, :P], prompts[:, P:]
+            cache = DynamicCache(config=unwrap(model).config)
+            cache_arg = {cache_kwarg(unwrap(model)): cache}
+            # The last prompt position predicts the first completion token.
+            first = _forward(
+                model, head_input, input_ids=prompt_ids, attention_mask=prompt_mask,
+                position_ids=(prompt_mask.cumsum(dim=1) - 1).clamp(min=0), use_cache=True, logits_to_keep=1, **cache_arg,
+            )[row_prompt]  # [N, 1, V or H]
+            if T == 1:
+                return first
+            cache.batch_select_indices(row_prompt)  # each row's copy of its prompt's keys/values
+            positions = (batch.attention_mask.cumsum(dim=1) - 1).clamp(min=0)  # [N, L]
+            rest = _forward(
+                model, head_input, input_ids=batch.completion_ids[:, :-1], attention_mask=batch.attention_mask[:, :-1],
+                position_ids=positions[:, P : L - 1], use_cache=True, **cache_arg,
+            )  # [N, T - 1, V or H]
+            return torch.cat([first, rest], dim=1)
+    return _forward(model, head_input, **completion_forward_inputs(batch))
+
+
+def rows_by_prompt(batch: PolicyBatch) -> torch.Tensor:
+    """[N] a row order that puts the rows of each prompt next to each other (stable)."""
+    P = batch.input_ids.shape[1] - batch.completion_ids.shape[1]
+    _, row_prompt = torch.unique(batch.input_ids[:, :P], dim=0, return_inverse=True)
+    return torch.argsort(row_prompt, stable=True)
+
+
+def _checkpoints_activations(model: Any) -> bool:
+    """Whether the model recomputes activations in backward (transformers ≥ 5.2x names it
+    `is_activation_checkpointing`, earlier versions `is_gradient_checkpointing`)."""
+    flag = getattr(model, "is_activation_checkpointing", None)
+    return bool(flag if flag is not None else getattr(model, "is_gradient_checkpointing", False))
+
+
+def _forward(model: Any, head_input: bool, **inputs: Any) -> torch.Tensor:
+    """`model(**inputs)`'s logits, or with `head_input` what its LM head was given: a pre-hook
+    takes the head's input and hands the head an empty slice, so no logits are computed."""
+    if not head_input:
+        return model(**inputs).logits
+    head = unwrap(model).get_output_embeddings()
+    captured: list[torch.Tensor] = []
+
+    def take_input(_: Any, args: tuple[Any, ...]) -> tuple[Any, ...]:
+        captured.append(args[0])  # [N, T, H]: the model already kept the T positions
+        return (args[0][:, :0], *args[1:])
+
+    handle = head.register_forward_pre_hook(take_input)
+    try:
+        model(**inputs)
+    finally:
+        handle.remove()
+    return captured[0]
+
+
 class PromptSampler:
     """Walks the training set in a seeded random order, epoch after epoch; each rank takes its
     own slice of every step's prompts, so a prompt's G completions stay on one rank and group
@@ -169,6 +243,12 @@ class GRPOTrainer:
         self.ref_model = shard_frozen(ref_model, config.distributed) if ref_model is not None else None
         # Unchanged in a single process; sharded in place (FSDP2) or wrapped (DDP) under torchrun.
         self.model = wrap_policy(model, config.distributed)
+        # Score each distinct prompt once per micro-batch (`completion_outputs`): in one process
+        # only (a wrapper expects one forward per backward), and not under activation
+        # checkpointing (which turns the cache off).
+        self.share_prompts = (
+            config.algorithm.share_prompt_forward and world_size() == 1 and not _checkpoints_activations(model)
+        )
         self.template = template or get_template(config.data.template, system_prompt=config.data.system_prompt)
         self.reward_spec = reward_spec or RewardSpec.from_config(config.reward)
         self.rollout = rollout or self._default_rollout()
@@ -280,7 +360,7 @@ class GRPOTrainer:
                 hidden, weight, batch.completion_ids, temperature=self.config.rollout.temperature,
                 with_entropy=with_entropy, backend=self.config.algorithm.kernel_backend,
             )
-        logits = model(**completion_forward_inputs(batch)).logits  # [N, T, V]
+        logits = completion_outputs(model, batch, share_prompts=self.share_prompts)  # [N, T, V]
         return token_logprobs(
             logits, batch.completion_ids, temperature=self.config.rollout.temperature,
             with_entropy=with_entropy, backend=self.config.algorithm.kernel_backend,
@@ -289,21 +369,9 @@ class GRPOTrainer:
     def head_inputs(self, model: Any, batch: PolicyBatch) -> tuple[torch.Tensor, torch.Tensor]:
         """The final hidden states that predict the completion tokens, [N, T, H], and the LM
         head's weight, [V, H], for the fused loss. The forward runs through `model` as usual
-        (wrappers included); a pre-hook on the head takes its input and hands the head an empty
-        slice instead, so the [N, T, V] logits are never computed."""
-        head = unwrap(model).get_output_embeddings()
-        captured: list[torch.Tensor] = []
-
-        def take_input(_: Any, args: tuple[Any, ...]) -> tuple[Any, ...]:
-            captured.append(args[0])  # [N, T, H]: the model already kept the T positions
-            return (args[0][:, :0], *args[1:])
-
-        handle = head.register_forward_pre_hook(take_input)
-        try:
-            model(**completion_forward_inputs(batch))
-        finally:
-            handle.remove()
-        return captured[0], head.weight
+        (wrappers included); the [N, T, V] logits are never computed."""
+        hidden = completion_outputs(model, batch, share_prompts=self.share_prompts, head_input=True)
+        return hidden, unwrap(model).get_output_embeddings().weight
 
     @torch.no_grad()
     def reference_logprobs(self, model: Any, batch: PolicyBatch) -> torch.Tensor:
@@ -355,6 +423,10 @@ class GRPOTrainer:
             order = torch.randperm(len(batch), device=self.device)
             for chunk in order.chunk(a.mini_batches):
                 mini = batch.rows(chunk)
+                if self.share_prompts:
+                    # A mini-batch's gradient does not depend on how it is cut into
+                    # micro-batches: keep each prompt's rows together, so they share its forward.
+                    mini = mini.rows(rows_by_prompt(mini))
                 totals = self.mini_batch_totals(mini)
                 self.optimizer.zero_grad(set_to_none=True)
                 losses, finite = [], True

@@ -1,0 +1,116 @@
+"""`algorithm.share_prompt_forward`: scoring a group's completions on one forward pass over their
+prompt gives the plain forward's logits and gradient, and trains exactly like it."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from fixed_rollout import FixedRollout
+
+from reasonrl.data import get_template
+from reasonrl.demo.task import PROMPT_TEMPLATE
+from reasonrl.trainer.grpo import GRPOTrainer, PolicyBatch, completion_outputs, rows_by_prompt
+
+
+def shuffled_groups(tokenizer, completion_width: int) -> PolicyBatch:
+    """3 prompts of different lengths (left-padded) × 3 completions of different lengths
+    (right-padded), rows shuffled so that groups are not contiguous."""
+    torch.manual_seed(0)
+    prompts = ["12+34=?<think>", "5+6=?", "99+1=?<think>"]
+    tokenizer.padding_side = "left"
+    encoded = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+    G, T = 3, completion_width
+    prompt_ids = encoded["input_ids"].repeat_interleave(G, dim=0)
+    prompt_mask = encoded["attention_mask"].repeat_interleave(G, dim=0)
+    completion_ids = torch.randint(4, len(tokenizer), (len(prompts) * G, T))
+    lengths = torch.randint(1, T + 1, (len(prompts) * G,))
+    completion_mask = (torch.arange(T)[None] < lengths[:, None]).long()
+    order = torch.randperm(len(prompts) * G)
+    return PolicyBatch(
+        input_ids=torch.cat([prompt_ids, completion_ids], dim=1)[order],
+        attention_mask=torch.cat([prompt_mask, completion_mask], dim=1)[order],
+        completion_ids=completion_ids[order],
+        completion_mask=completion_mask[order].float(),
+        advantages=torch.randn(len(prompts) * G),
+    )
+
+
+@pytest.mark.parametrize("head_input", [False, True], ids=["logits", "head-input"])
+@pytest.mark.parametrize("width", [7, 1], ids=["completions", "one-token"])
+def test_shared_prompt_forward_gives_the_plain_outputs_and_gradient(tiny_model, tokenizer, head_input, width):
+    batch = shuffled_groups(tokenizer, width)
+    weights = torch.randn(len(batch), width, 1)  # any loss of the outputs
+
+    def outputs_and_grads(share: bool):
+        tiny_model.zero_grad(set_to_none=True)
+        out = completion_outputs(tiny_model, batch, share_prompts=share, head_input=head_input)
+        (out * weights).sum().backward()
+        return out.detach(), {n: p.grad.clone() for n, p in tiny_model.named_parameters()}
+
+    plain, plain_grads = outputs_and_grads(False)
+    shared, shared_grads = outputs_and_grads(True)
+    assert plain.shape == (len(batch), width, tiny_model.config.hidden_size if head_input else len(tokenizer))
+    torch.testing.assert_close(shared, plain, rtol=1e-5, atol=1e-5)
+    for name, grad in plain_grads.items():
+        torch.testing.assert_close(shared_grads[name], grad, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_rows_by_prompt_puts_each_group_together_in_order(tokenizer):
+    batch = shuffled_groups(tokenizer, 4)
+    grouped = batch.rows(rows_by_prompt(batch))
+    P = batch.input_ids.shape[1] - 4
+    prompts = [tuple(row) for row in grouped.input_ids[:, :P].tolist()]
+    # Three runs of three equal prompts, and the same rows as before (a permutation).
+    assert [prompts[i] == prompts[i + 1] for i in range(8)] == [True, True, False, True, True, False, True, True]
+    assert sorted(map(tuple, grouped.input_ids.tolist())) == sorted(map(tuple, batch.input_ids.tolist()))
+
+
+def trainer_for(tmp_path, make_stage, model, tokenizer, problems, *, share, name, **algorithm):
+    config = make_stage(
+        tmp_path / name,
+        algorithm={"share_prompt_forward": share, **algorithm},
+        rollout={"prompts_per_step": 2, "group_size": 4, "max_new_tokens": 12},
+    )
+    train, _ = problems
+    return GRPOTrainer(config, model, tokenizer, train, rollout=FixedRollout(tokenizer), template=get_template(PROMPT_TEMPLATE))
+
+
+@pytest.mark.parametrize(
+    "algorithm",
+    [
+        {"loss_type": "dapo", "micro_batch_size": 8},
+        # Micro-batches of 3 split groups (partial sharing); μ = 2, two mini-batches and beta > 0
+        # score old and reference log-probs through the shared forward too; the fused head takes
+        # its hidden states from it.
+        {"loss_type": "grpo", "micro_batch_size": 3, "num_iterations": 2, "mini_batches": 2, "beta": 0.05},
+        {"loss_type": "dapo", "micro_batch_size": 4, "fused_lm_head": True},
+    ],
+    ids=["dapo-one-micro-batch", "grpo-mu2-kl-split-groups", "fused-head"],
+)
+def test_training_with_shared_prompts_matches_the_plain_forward(tmp_path, make_stage, tiny_model, tokenizer, problems, algorithm):
+    plain_model, shared_model = copy.deepcopy(tiny_model), copy.deepcopy(tiny_model)
+    plain = trainer_for(tmp_path, make_stage, plain_model, tokenizer, problems, share=False, name="plain", **algorithm)
+    shared = trainer_for(tmp_path, make_stage, shared_model, tokenizer, problems, share=True, name="shared", **algorithm)
+    assert shared.share_prompts and not plain.share_prompts
+    for _ in range(2):
+        torch.manual_seed(0)
+        expected = plain.train_step()
+        torch.manual_seed(0)
+        got = shared.train_step()
+        for key in ("loss", "grad_norm", "entropy", "clip_ratio/region", "kl"):
+            if key in expected:
+                assert got[key] == pytest.approx(expected[key], rel=1e-4, abs=1e-6), key
+    for (name, a), b in zip(plain_model.named_parameters(), shared_model.parameters()):
+        if name.endswith("k_proj.bias"):
+            continue  # its gradient is rounding noise (softmax ignores a shift), scaled up by Adam
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=2e-5, msg=name)
+    assert any(not torch.equal(a, b) for a, b in zip(plain_model.parameters(), tiny_model.parameters()))
+
+
+def test_sharing_is_off_where_the_cache_is(tmp_path, make_stage, tiny_model, tokenizer, problems):
+    tiny_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    checkpointed = trainer_for(tmp_path, make_stage, tiny_model, tokenizer, problems, share=True, name="ckpt")
+    assert not checkpointed.share_prompts  # activation checkpointing turns the model's cache off
+    checkpointed.train_step()  # and the plain forward trains
