@@ -50,6 +50,7 @@ bench: install-test
 	$(BIN)/python benches/bench_code.py
 	$(BIN)/python benches/bench_kernels.py
 	$(BIN)/python benches/bench_trl.py
+	$(BIN)/python benches/bench_scoring.py
 
 clean:
 	rm -rf $(DIST) target $(VENV)
