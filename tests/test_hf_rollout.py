@@ -122,3 +122,13 @@ def test_bad_settings_are_named(model, tokenizer):
         HFRollout(model, tokenizer, engine="fast")  # type: ignore[arg-type]
     with pytest.raises(InvalidInputError, match="batch_size"):
         HFRollout(model, tokenizer, batch_size=0)
+
+
+def test_rollouts_can_feed_a_forward_that_records_gradients(model, tokenizer):
+    # Sampling runs in inference mode; its tensors must come out as ordinary ones, or the
+    # trainer's forward (which saves the token ids for the embedding's backward) would fail.
+    out = HFRollout(model, tokenizer).generate(PROMPTS[:2], 2, SamplingParams(max_new_tokens=4))
+    assert not any(t.is_inference() for t in (out.prompt_ids, out.prompt_mask, out.completion_ids, out.completion_mask, out.truncated, out.prompt_index))
+    model.zero_grad(set_to_none=True)
+    model(input_ids=torch.cat([out.prompt_ids, out.completion_ids], dim=1)).logits.sum().backward()
+    assert model.model.embed_tokens.weight.grad is not None
