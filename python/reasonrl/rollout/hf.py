@@ -248,7 +248,7 @@ def _pick_tokens(logits: torch.Tensor, sampling: SamplingParams) -> torch.Tensor
         probs = torch.zeros_like(probs).scatter_(-1, order, sorted_probs)
     # Inverse-CDF sampling: the first token whose cumulative probability reaches u·total, for u
     # uniform in (0, 1]. A token of probability 0 adds nothing to the sum, so it is never the
-    # first to reach it. Same law as `torch.multinomial`, in a third of its time at small [n, V].
+    # first to reach it. Same law as `torch.multinomial`, in under half its time at [64, 45].
     cumulative = probs.cumsum(dim=-1)  # [n, V]
     threshold = (1.0 - torch.rand_like(cumulative[:, :1])) * cumulative[:, -1:]  # [n, 1], in (0, total]
     return (cumulative < threshold).sum(dim=-1).clamp_(max=probs.shape[-1] - 1)
