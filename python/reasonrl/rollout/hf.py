@@ -103,10 +103,14 @@ class HFRollout:
         chunks = []
         # Whole prompt groups per chunk, so the decode loop can prefill each prompt once.
         step = max(1, (self.batch_size or prompt_ids.shape[0]) // n) * n
+        # Whether the lean step can run this model: decided once per call, not per chunk.
+        why_not = (
+            unsupported_reason(self.model, prompt_ids.shape[1] + sampling.max_new_tokens) if self.lean_decode else "lean_decode=False"
+        )
         for start in range(0, prompt_ids.shape[0], step):
             rows = slice(start, start + step)
             if self.engine == "reasonrl":
-                chunks.append(self._decode(prompt_ids[rows], prompt_mask[rows], n, sampling))
+                chunks.append(self._decode(prompt_ids[rows], prompt_mask[rows], n, sampling, why_not))
                 continue
             out = self.model.generate(  # type: ignore[operator]  # transformers 5 stubs mistype `generate`
                 input_ids=prompt_ids[rows],
@@ -132,9 +136,12 @@ class HFRollout:
         texts = self.tokenizer.batch_decode(completion_ids * completion_mask + self.tokenizer.pad_token_id * (1 - completion_mask), skip_special_tokens=True)
         return Rollouts(prompt_ids, prompt_mask, completion_ids, completion_mask, texts, truncated, prompt_index)
 
-    def _decode(self, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, n: int, sampling: SamplingParams) -> torch.Tensor:
+    def _decode(
+        self, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, n: int, sampling: SamplingParams, why_not: str | None
+    ) -> torch.Tensor:
         """[N, T] sampled tokens for N = prompts × n rows (groups contiguous), pad after a row's
-        end. Rows leave the batch when they emit EOS or complete a stop string."""
+        end. Rows leave the batch when they emit EOS or complete a stop string. `why_not`: why
+        the lean step cannot run the model (None: it can)."""
         N, device = prompt_ids.shape[0], prompt_ids.device
         pad = self.tokenizer.pad_token_id
         eos = torch.tensor(self.eos_ids, device=device)
@@ -155,7 +162,6 @@ class HFRollout:
             use_cache=True, logits_to_keep=1, **cache_arg,
         ).logits[:, -1]  # [N/n, V]
         logits = logits.repeat_interleave(n, dim=0)  # [N, V]
-        why_not = unsupported_reason(self.model, prompt_ids.shape[1] + sampling.max_new_tokens) if self.lean_decode else "lean_decode=False"
         lean = None
         if why_not is None:
             lean = LeanDecoder(self.model, cache, n, prompt_mask if padded else None, sampling.max_new_tokens)

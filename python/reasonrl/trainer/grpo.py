@@ -121,9 +121,7 @@ def completion_outputs(model: Any, batch: PolicyBatch, *, share_prompts: bool, h
     L, T = batch.input_ids.shape[1], batch.completion_ids.shape[1]
     P = L - T
     if share_prompts and T > 0:
-        prompts, row_prompt = torch.unique(
-            torch.cat([batch.input_ids[:, :P], batch.attention_mask[:, :P].long()], dim=1), dim=0, return_inverse=True
-        )  # [B, 2P] distinct prompts (ids, mask), [N] each row's
+        prompts, row_prompt = distinct_prompts(batch)
         if prompts.shape[0] < batch.input_ids.shape[0]:
             prompt_ids, prompt_mask = prompts[:, :P], prompts[:, P:]
             cache = DynamicCache(config=unwrap(model).config)
@@ -145,11 +143,17 @@ def completion_outputs(model: Any, batch: PolicyBatch, *, share_prompts: bool, h
     return _forward(model, head_input, **completion_forward_inputs(batch))
 
 
+def distinct_prompts(batch: PolicyBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    """The batch's distinct prompts, [B, 2P] (token ids, then mask), and each row's, [N]."""
+    P = batch.input_ids.shape[1] - batch.completion_ids.shape[1]
+    prompts = torch.cat([batch.input_ids[:, :P], batch.attention_mask[:, :P].long()], dim=1)
+    distinct, row_prompt = torch.unique(prompts, dim=0, return_inverse=True)
+    return distinct, row_prompt
+
+
 def rows_by_prompt(batch: PolicyBatch) -> torch.Tensor:
     """[N] a row order that puts the rows of each prompt next to each other (stable)."""
-    P = batch.input_ids.shape[1] - batch.completion_ids.shape[1]
-    _, row_prompt = torch.unique(batch.input_ids[:, :P], dim=0, return_inverse=True)
-    return torch.argsort(row_prompt, stable=True)
+    return torch.argsort(distinct_prompts(batch)[1], stable=True)
 
 
 def _checkpoints_activations(model: Any) -> bool:
