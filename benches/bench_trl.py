@@ -2,11 +2,16 @@
 peak memory side by side, and the loss of both on one batch.
 
     pip install trl   # the peer (pip install reasonrl[bench])
-    python benches/bench_trl.py [--steps 6] [--rounds 3] [--prompts 8] [--group-size 8] [--max-new-tokens 48]
+    python benches/bench_trl.py [--steps 6] [--rounds 3] [--prompts 8] [--group-size 8] [--max-new-tokens 48] [--warm-start-steps 200]
 
-Same tiny model (the demo's char-level Qwen2, random weights, same seed, fp32 on both sides:
-TRL's default bf16 autocast is turned off), same prompts, group size, completion length, loss
-type (dapo), beta = 0, learning rate and reward (the R1 format reward plus math accuracy). TRL
+Same tiny model (the demo's char-level Qwen2, fp32 on both sides: TRL's default bf16 autocast
+is turned off), same prompts, group size, completion length, loss type (dapo), beta = 0,
+learning rate and reward (the R1 format reward plus math accuracy). The model is not left
+random: a random model earns no reward, so every advantage would be 0, neither trainer would
+have a gradient, and every completion would run to the token limit. Before the runs it gets a
+short SFT on the demo's cold-start chains of thought (`--warm-start-steps`, same weights for
+both sides), after which it writes the R1 template, ends its answers at varied lengths and is
+sometimes right, as a policy early in GRPO is. TRL
 runs twice: with reasonrl's `RewardSpec` as its reward function, which isolates the training
 loop, and with the plain-Python rewards TRL / open-r1 users write (math-verify and a regex),
 which is what a TRL run costs. Each side trains the same number of steps on CPU, in its own child
@@ -137,6 +142,34 @@ def run_trl(args: argparse.Namespace, model, tokenizer, train, reward: RewardSpe
     return (end - timer.starts[1]) / (len(timer.starts) - 1), peak_rss_mib() - timer.start_rss
 
 
+def warm_start(tokenizer, directory: Path, steps: int) -> Path:
+    """The tiny model after `steps` SFT steps (batch 16) on the demo's cold-start chains of
+    thought, saved to `directory` for both sides to load."""
+    from reasonrl.trainer.sft import SFTTrainer
+
+    task = AdditionTask(seed=0)
+    _, heldout = task.problems(512, 8)
+    torch.manual_seed(0)
+    model = build_tiny_model(len(tokenizer), tokenizer, DemoSettings())
+    if steps > 0:
+        config = stage_from_dict({
+            "kind": "sft", "name": "warm-start", "model": {"name_or_path": "bench:tiny"},
+            "data": {"train": "bench:cold-start", "template": PROMPT_TEMPLATE},
+            "sft": {"epochs": 1, "batch_size": 16, "max_length": 128},
+            "optim": {"lr": 3e-3, "warmup_steps": 20},
+            "run": {"output_dir": str(directory / "sft"), "seed": 0, "tensorboard": False, "progress_bar": False},
+        })
+        SFTTrainer(config, model, tokenizer, task.cold_start_examples(16 * steps, heldout)).train()
+    model.save_pretrained(directory / "model")
+    return directory / "model"
+
+
+def load_model(path: str):
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+
+
 def setup() -> tuple:
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
@@ -149,16 +182,11 @@ def setup() -> tuple:
     return tokenizer, train, reward
 
 
-def fresh_model(tokenizer):
-    torch.manual_seed(0)
-    return build_tiny_model(len(tokenizer), tokenizer, DemoSettings())
-
-
 def run_side(args: argparse.Namespace) -> None:
     """One side's timing, in this (child) process; prints one JSON line."""
     tokenizer, train, reward = setup()
     with tempfile.TemporaryDirectory() as tmp:
-        model, out = fresh_model(tokenizer), Path(tmp)
+        model, out = load_model(args.model), Path(tmp)
         if args.side == "reasonrl":
             seconds, rise = run_reasonrl(args, model, tokenizer, train, reward, out)
         else:
@@ -167,18 +195,19 @@ def run_side(args: argparse.Namespace) -> None:
 
 
 def same_batch(args: argparse.Namespace) -> dict[str, float]:
-    """Loss and gradient of reasonrl and of TRL's `_compute_loss` on one batch, same weights."""
+    """Loss and gradient of reasonrl and of TRL's `_compute_loss` on one batch, same weights;
+    and what the batch looks like (reward, lengths, rows whose advantage is 0)."""
     tokenizer, train, reward = setup()
-    model = fresh_model(tokenizer)
+    model = load_model(args.model)
     with tempfile.TemporaryDirectory() as tmp:
         ours = reasonrl_trainer(args, model, tokenizer, train, reward, Path(tmp) / "rr")
         examples = ours.sampler.next_step()
         rollouts = ours.rollout_step(examples)
-        advantages, keep = ours.advantages(ours.score(examples, rollouts), rollouts)
+        scores = ours.score(examples, rollouts)
+        advantages, keep = ours.advantages(scores, rollouts)
         batch = ours.pack(rollouts, advantages, keep)
-        # A random model earns no reward, so every advantage is 0 and both losses would be a
-        # trivial 0: compare on seeded random advantages instead (the loss takes any values).
-        batch.advantages = torch.randn(len(batch), generator=torch.Generator().manual_seed(0))
+        # Every row goes into the comparison (reasonrl's update would skip those whose advantage
+        # is 0; they add 0 on both sides).
 
         logp, entropy = ours.token_logprobs(model, batch, with_entropy=True)
         loss, _ = grpo_loss(logp, None, None, batch.advantages, batch.completion_mask, loss_type="dapo",
@@ -200,6 +229,8 @@ def same_batch(args: argparse.Namespace) -> dict[str, float]:
         trl_grad = torch.cat([p.grad.flatten() for p in model.parameters()])
     return {
         "rows": float(len(batch)), "loss": loss.item(), "trl_loss": trl_loss.item(),
+        "reward": float(scores.total.mean()), "mean_length": float(rollouts.lengths.float().mean()),
+        "zero_advantage": float((batch.advantages == 0).float().mean()),
         "loss_abs_diff": abs(loss.item() - trl_loss.item()),
         "grad_rel_diff": float((our_grad - trl_grad).norm() / trl_grad.norm().clamp(min=1e-30)),
     }
@@ -212,24 +243,30 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=8)
     parser.add_argument("--group-size", type=int, default=8)
     parser.add_argument("--max-new-tokens", type=int, default=48)
+    parser.add_argument("--warm-start-steps", type=int, default=200, help="SFT steps before the runs (0: a random model)")
     parser.add_argument("--side", choices=SIDES, help=argparse.SUPPRESS)  # internal: one child process
+    parser.add_argument("--model", help=argparse.SUPPRESS)  # internal: the warm-started model
     args = parser.parse_args()
     if args.side:
         run_side(args)
         return
-    sizes = ["--steps", str(args.steps), "--prompts", str(args.prompts), "--group-size", str(args.group_size),
-             "--max-new-tokens", str(args.max_new_tokens)]
-    runs: dict[str, list[dict[str, float]]] = {side: [] for side in SIDES}
-    for _ in range(args.rounds):
-        for side in SIDES:
-            child = subprocess.run([sys.executable, __file__, "--side", side, *sizes], capture_output=True, text=True)
-            if child.returncode != 0:
-                sys.exit(f"the {side} run failed:\n{child.stderr[-4000:]}")
-            runs[side].append(json.loads(child.stdout.strip().splitlines()[-1]))
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    with tempfile.TemporaryDirectory() as tmp:
+        args.model = str(warm_start(build_char_tokenizer(), Path(tmp), args.warm_start_steps))
+        sizes = ["--steps", str(args.steps), "--prompts", str(args.prompts), "--group-size", str(args.group_size),
+                 "--max-new-tokens", str(args.max_new_tokens), "--model", args.model]
+        runs: dict[str, list[dict[str, float]]] = {side: [] for side in SIDES}
+        for _ in range(args.rounds):
+            for side in SIDES:
+                child = subprocess.run([sys.executable, __file__, "--side", side, *sizes], capture_output=True, text=True)
+                if child.returncode != 0:
+                    sys.exit(f"the {side} run failed:\n{child.stderr[-4000:]}")
+                runs[side].append(json.loads(child.stdout.strip().splitlines()[-1]))
+        check = same_batch(args)
     results = {side: {key: statistics.median(r[key] for r in side_runs) for key in side_runs[0]} for side, side_runs in runs.items()}
-    check = same_batch(args)
 
-    print(f"GRPO step, tiny model, {args.prompts} prompts x {args.group_size} completions, "
+    print(f"GRPO step, tiny model after {args.warm_start_steps} SFT steps, {args.prompts} prompts x {args.group_size} completions, "
           f"<= {args.max_new_tokens} new tokens, CPU, {torch.get_num_threads()} threads, {args.steps - 1} timed steps, "
           f"median of {args.rounds} interleaved runs per side")
     print(f"{'':<12}{'s/step':>10}{'range':>15}{'peak RSS MiB':>14}{'rise in steps MiB':>19}{'reasonrl speed-up':>19}")
@@ -239,6 +276,8 @@ def main() -> None:
         spread = f"{min(seconds):.3f}-{max(seconds):.3f}"
         print(f"{name:<12}{r['seconds']:>10.3f}{spread:>15}{r['peak_mib']:>14.0f}{r['step_rise_mib']:>19.1f}{ratio:>18.2f}x")
     print("trl: TRL's loop with reasonrl's RewardSpec as reward; trl-python: with open-r1-style Python rewards")
+    print(f"first batch: mean reward {check['reward']:.2f}, mean completion {check['mean_length']:.1f} tokens, "
+          f"{check['zero_advantage']:.0%} of rows with advantage 0")
     print(f"same batch ({check['rows']:.0f} rows, same weights): loss {check['loss']:.6g} vs TRL {check['trl_loss']:.6g} "
           f"(|diff| {check['loss_abs_diff']:.1e}); gradient relative difference {check['grad_rel_diff']:.1e}")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 
+import torch
 from transformers import AutoModelForCausalLM
 from transformers.utils import logging as hf_logging
 
@@ -20,10 +21,19 @@ hf_logging.disable_progress_bar()
 def test_demo_runs_every_stage_and_writes_its_report(tmp_path):
     settings = DemoSettings(
         n_train=64, n_heldout=8, pretrain_lines=512, cold_start_examples=32, cold_start_epochs=1,
-        grpo_steps=2, length_steps=2, prompts_per_step=2, group_size=4, eval_samples=2, max_new_tokens=24,
+        grpo_steps=2, length_steps=2, prompts_per_step=2, group_size=4, eval_samples=2, max_new_tokens=24, threads=1,
     )
     lines: list[str] = []
-    result = run_demo(tmp_path / "demo", settings, log=lines.append)
+    threads_while_running: set[int] = set()
+
+    def log(line: str) -> None:
+        lines.append(line)
+        threads_while_running.add(torch.get_num_threads())
+
+    threads_before = torch.get_num_threads()
+    result = run_demo(tmp_path / "demo", settings, log=log)
+    # The demo trains on a fixed thread count (its figures depend on it) and gives it back.
+    assert threads_while_running == {1} and torch.get_num_threads() == threads_before
     assert [row["stage"] for row in result["rows"]] == ["base", "cold_start", "grpo", "long2short"]
     table = "\n".join(lines)
     assert "stage" in table and "long2short" in table

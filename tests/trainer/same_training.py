@@ -9,15 +9,18 @@ import torch
 METRICS = ("loss", "grad_norm", "entropy", "clip_ratio/region", "kl")
 
 
-def assert_trains_alike(expected, got, expected_model, got_model, start_model, steps: int = 2) -> None:
+def assert_trains_alike(
+    expected, got, expected_model, got_model, start_model, steps: int = 2, metrics: tuple[str, ...] = METRICS
+) -> dict[str, float]:
     """`expected` and `got` (GRPOTrainers over `expected_model` and `got_model`, both copies of
-    `start_model`) run `steps` steps with the same seeds."""
+    `start_model`) run `steps` steps with the same seeds, giving the same `metrics`; returns
+    `got`'s metrics of the last step."""
     for _ in range(steps):
         torch.manual_seed(0)
         want = expected.train_step()
         torch.manual_seed(0)
         have = got.train_step()
-        for key in METRICS:
+        for key in metrics:
             if key in want:
                 assert have[key] == pytest.approx(want[key], rel=1e-4, abs=1e-6), key
     assert want["optimizer_steps"] >= 1
@@ -31,3 +34,4 @@ def assert_trains_alike(expected, got, expected_model, got_model, start_model, s
         torch.testing.assert_close(b, a, rtol=1e-4, atol=2e-5, msg=name)
     # The weights moved: the comparison is not between two untouched models.
     assert any(not torch.equal(a, b) for a, b in zip(expected_model.parameters(), start_model.parameters()))
+    return have

@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from fixed_rollout import FixedRollout
 from transformers import AutoModelForCausalLM
 
 from reasonrl.data import Example, get_template
@@ -31,9 +32,13 @@ def test_step_reports_every_metric_and_changes_the_weights(tmp_path, tiny_model,
     before = [p.detach().clone() for p in tiny_model.parameters()]
     metrics = trainer.train_step()
     for key in ("reward/total", "reward/accuracy", "reward/format", "accuracy", "response_length/mean",
-                "response_length/max", "truncated_rate", "entropy", "clip_ratio/low", "clip_ratio/high",
-                "grad_norm", "lr", "tokens_per_s", "time/generate", "time/reward", "time/logprobs", "time/update"):
+                "response_length/max", "truncated_rate", "grad_norm", "lr", "tokens_per_s", "time/generate",
+                "time/reward", "time/logprobs", "time/update", "zero_advantage_rows"):
         assert key in metrics, key
+    # Means over the tokens of the rows that ran forward and backward: none run when every
+    # advantage is 0 (a random model earns the same reward everywhere).
+    for key in ("entropy", "clip_ratio/low", "clip_ratio/high"):
+        assert (key in metrics) == (metrics["zero_advantage_rows"] < 8), key
     assert metrics["optimizer_steps"] == 1
     changed = any(not torch.equal(a, b) for a, b in zip(before, tiny_model.parameters()))
     # All-equal rewards give zero advantages and no update; the format reward makes that unlikely.
@@ -128,11 +133,13 @@ def test_final_model_loads_with_from_pretrained(tmp_path, tiny_model, tokenizer,
     assert (tmp_path / "run" / "final" / "model.safetensors").exists()
 
 
-def test_nonfinite_loss_is_skipped_then_stops_the_run(tmp_path, tiny_model, tokenizer, problems, make_trainer, monkeypatch):
+def test_nonfinite_loss_is_skipped_then_stops_the_run(tmp_path, tiny_model, tokenizer, problems, make_stage, monkeypatch):
     import reasonrl.trainer.grpo as grpo_module
 
     train, _ = problems
-    trainer = make_trainer(tmp_path, tiny_model, tokenizer, train, run={"steps": 5, "max_consecutive_nonfinite": 2})
+    # Completions with varied rewards: the loss of zero-advantage rows is never computed.
+    config = make_stage(tmp_path, run={"steps": 5, "max_consecutive_nonfinite": 2})
+    trainer = GRPOTrainer(config, tiny_model, tokenizer, train, template=get_template(PROMPT_TEMPLATE), rollout=FixedRollout(tokenizer))
     real_loss = grpo_module.grpo_loss
 
     def nan_loss(*args, **kwargs):

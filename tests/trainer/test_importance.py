@@ -110,11 +110,12 @@ def test_trainer_applies_tis_weights_from_its_own_old_logprobs(tmp_path, tiny_mo
     torch.testing.assert_close(batch.tis_weight, expected_w)
     assert (expected_w[mask.bool()] == 1.2).any() and (expected_w[mask.bool()] < 1.0).any()  # both sides of 1, some capped
 
-    # The loss got advantage × weight per token; micro-batch rows are shuffled: match them by
-    # their old log-probs.
+    # The loss got advantage × weight per token for every row with a nonzero advantage (the
+    # others skip the passes); micro-batch rows are shuffled: match them by their old log-probs.
     (advantages,), (old,) = seen["advantages"], seen["old_logp"]
-    assert advantages.shape == mask.shape
-    for row in range(len(batch)):
+    in_loss = torch.nonzero(batch.advantages != 0).squeeze(1).tolist()
+    assert advantages.shape == (len(in_loss), mask.shape[1]) and len(in_loss) >= 2
+    for row in in_loss:
         match = [i for i in range(len(old)) if torch.equal(old[i], batch.old_logp[row])]
         assert match, row
         torch.testing.assert_close(advantages[match[0]], batch.advantages[row] * expected_w[row])

@@ -1,6 +1,6 @@
 """`reasonrl demo`: the R1 story in miniature, offline, on a CPU, in a few minutes.
 
-    reasonrl demo [--output-dir runs/demo] [--seed 0]
+    reasonrl demo [--output-dir runs/demo] [--seed 0] [--threads 2]
 
 1. base model   a tiny causal LM (built here, random weights) reads bare equations
 2. cold start   SFT on a few long, verbose chains of thought in the R1 template
@@ -56,6 +56,9 @@ class DemoSettings:
     eval_samples: int = 8
     format_weight: float = 0.1
     max_new_tokens: int = 64
+    # CPU threads for torch. Fixed, not the machine's core count: how a sum is split over
+    # threads decides its last bits, and RL amplifies those into different tables.
+    threads: int = 2
 
 
 def build_tiny_model(vocab_size: int, tokenizer: Any, settings: DemoSettings) -> Qwen2ForCausalLM:
@@ -88,7 +91,15 @@ def _stage(name: str, kind: str, output_dir: Path, settings: DemoSettings, **sec
 
 def run_demo(output_dir: str | Path = "runs/demo", settings: DemoSettings | None = None, *, log: Any = print) -> dict[str, Any]:
     settings = settings or DemoSettings()
-    root = Path(output_dir)
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(settings.threads)
+    try:
+        return _run_demo(Path(output_dir), settings, log)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _run_demo(root: Path, settings: DemoSettings, log: Any) -> dict[str, Any]:
     root.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(settings.seed)
     tokenizer = build_char_tokenizer()

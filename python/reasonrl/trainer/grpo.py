@@ -422,7 +422,7 @@ class GRPOTrainer:
         `pack`), so all ranks run the same micro-batches and meet in the same collectives."""
         a = self.config.algorithm
         sums: dict[str, float] = {}
-        updates = 0
+        updates = skipped_rows = 0
         for _ in range(a.num_iterations):
             order = torch.randperm(len(batch), device=self.device)
             for chunk in order.chunk(a.mini_batches):
@@ -432,11 +432,16 @@ class GRPOTrainer:
                     # micro-batches: keep each prompt's rows together, so they share its forward.
                     mini = mini.rows(rows_by_prompt(mini))
                 totals = self.mini_batch_totals(mini)
+                # The loss is normalised over the whole mini-batch (`totals`), but only the rows
+                # that can move the weights run the forward and backward passes.
+                in_loss = self.rows_in_gradient(mini)
+                skipped_rows += len(mini) - len(in_loss)
+                metric_tokens = totals[1] if in_loss is mini else float(in_loss.completion_mask.sum())
                 self.optimizer.zero_grad(set_to_none=True)
                 losses, finite = [], True
-                starts = range(0, len(mini), a.micro_batch_size)
+                starts = range(0, len(in_loss), a.micro_batch_size)
                 for start in starts:
-                    micro = mini.rows(slice(start, start + a.micro_batch_size))
+                    micro = in_loss.rows(slice(start, start + a.micro_batch_size))
                     # TIS: the clipped surrogate scales with the advantage, so a per-token
                     # weight on the advantage weights exactly that token's policy-gradient term.
                     advantages = micro.advantages if micro.tis_weight is None else micro.advantages[:, None] * micro.tis_weight  # [n] or [n, T]
@@ -456,9 +461,15 @@ class GRPOTrainer:
                     # The loss metrics are means over completion tokens: weighted by this
                     # micro-batch's share of the tokens (whatever the loss type), they add up to
                     # the mean over the whole mini-batch, however it was cut into micro-batches.
-                    token_share = float(micro.completion_mask.sum()) / max(totals[1], 1.0) * world_size()
+                    token_share = float(micro.completion_mask.sum()) / max(metric_tokens, 1.0) * world_size()
                     for key, value in metrics.items():
                         sums[key] = sums.get(key, 0.0) + float(value) * token_share
+                if not len(in_loss):
+                    # A zero gradient, as the full backward would have left: AdamW still moves
+                    # the weights by its momentum and weight decay.
+                    for p in self.model.parameters():
+                        if p.requires_grad and p.grad is None:
+                            p.grad = torch.zeros_like(p)
                 if not all_ranks_true(finite):
                     self.optimizer.zero_grad(set_to_none=True)
                     sums["nonfinite_skipped"] = sums.get("nonfinite_skipped", 0.0) + 1
@@ -478,7 +489,26 @@ class GRPOTrainer:
         out = {k: v / max(updates, 1) for k, v in sums.items() if k != "nonfinite_skipped"}
         out["nonfinite_skipped"] = sums.get("nonfinite_skipped", 0.0)
         out["optimizer_steps"] = float(updates)
+        # Rows left out of the forward/backward passes (zero advantage), per pass over the batch.
+        out["zero_advantage_rows"] = skipped_rows / a.num_iterations
         return out
+
+    def rows_in_gradient(self, mini: PolicyBatch) -> PolicyBatch:
+        """The rows of `mini` whose loss has a gradient: all of them, or (beta = 0, one process)
+        those with a nonzero advantage.
+
+        A row whose advantage is exactly 0 — every row of a group whose rewards were all equal,
+        common once a prompt is always solved or never — adds exactly 0 to the clipped
+        surrogate and to its gradient, whatever its ratio; without the KL term nothing else in
+        the loss reads it. Left out of the passes but counted in the normaliser, it leaves the
+        loss and gradient as they were (up to float rounding: fewer terms are summed). Under
+        torchrun all ranks must run the same passes, so they keep every row."""
+        if self.config.algorithm.beta > 0 or world_size() > 1:
+            return mini
+        nonzero = mini.advantages != 0  # [n]
+        if bool(nonzero.all()):
+            return mini
+        return mini.rows(torch.nonzero(nonzero).squeeze(1))
 
     # ---- the step -----------------------------------------------------------------------------
 

@@ -273,11 +273,14 @@ pub fn compute_advantages<R: Reward>(
             return None;
         }
         let n = f64::from(s.valid);
+        // Equal rewards give exactly 0: their computed mean can be off by an ulp (0.1 three
+        // times sums to 0.30000000000000004), and the trainer skips exact zeros (no gradient).
+        let centred = if s.all_equal { 0.0 } else { r - s.mean };
         match estimator {
             Estimator::Grpo | Estimator::Rloo if s.valid < 2 => None,
-            Estimator::Grpo => Some((r - s.mean) / (s.std + eps)),
-            Estimator::DrGrpo | Estimator::ReinforcePlusPlus => Some(r - s.mean),
-            Estimator::Rloo => Some((r - s.mean) * n / (n - 1.0)),
+            Estimator::Grpo => Some(centred / (s.std + eps)),
+            Estimator::DrGrpo | Estimator::ReinforcePlusPlus => Some(centred),
+            Estimator::Rloo => Some(centred * n / (n - 1.0)),
         }
     };
 
@@ -310,6 +313,17 @@ pub fn filter_groups<R: Reward>(rewards: &[R], group_ids: &[i64]) -> Result<Vec<
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_group_of_equal_rewards_gets_exactly_zero() {
+        // 0.1 + 0.1 + 0.1 = 0.30000000000000004: a computed mean is off by an ulp.
+        let rewards = [0.1f64, 0.1, 0.1, 0.7, 0.7, 0.7, 0.7, 0.7, 0.7, 0.7];
+        let ids = [0, 0, 0, 1, 1, 1, 1, 1, 1, 1];
+        for estimator in [Estimator::Grpo, Estimator::DrGrpo, Estimator::Rloo] {
+            let adv = compute_advantages(&rewards, &ids, estimator, 1e-6).unwrap();
+            assert!(adv.iter().all(|&a| a == 0.0), "{estimator:?}: {adv:?}");
+        }
+    }
+
     use super::*;
 
     fn approx(a: &[f32], b: &[f64]) {
