@@ -170,9 +170,13 @@ def load_model(path: str):
     return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
 
 
-def setup() -> tuple:
+def quiet_transformers() -> None:
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
+
+
+def setup() -> tuple:
+    quiet_transformers()
     tokenizer = build_char_tokenizer()
     train, _ = AdditionTask(seed=0).problems(512, 8)
     reward = RewardSpec.from_config({
@@ -250,8 +254,7 @@ def main() -> None:
     if args.side:
         run_side(args)
         return
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
+    quiet_transformers()
     with tempfile.TemporaryDirectory() as tmp:
         args.model = str(warm_start(build_char_tokenizer(), Path(tmp), args.warm_start_steps))
         sizes = ["--steps", str(args.steps), "--prompts", str(args.prompts), "--group-size", str(args.group_size),

@@ -32,7 +32,7 @@ def skipping_and_plain(tmp_path, make_stage, tiny_model, tokenizer, problems, *,
             optim={"lr": 1e-3, "weight_decay": 0.1, "schedule": "constant"},
         )
         trainers.append(GRPOTrainer(config, model, tokenizer, train, rollout=FixedRollout(tokenizer, uniform=uniform), template=template))
-    trainers[1].rows_in_gradient = lambda mini: mini  # the plain path: every row
+    trainers[1].rows_in_gradient = lambda mini: torch.ones(len(mini), dtype=torch.bool)  # the plain path: every row
     return trainers, models
 
 

@@ -17,6 +17,7 @@ take ``past_key_values`` / ``position_ids`` the usual way.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 from typing import Literal
 
@@ -237,7 +238,13 @@ class HFRollout:
 def cache_kwarg(model: torch.nn.Module) -> str:
     """The name of `model.forward`'s KV-cache argument: `cache` in transformers ≥ 5.2x,
     `past_key_values` before (still accepted there, with a deprecation warning)."""
-    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    return _cache_kwarg_of(type(model))
+
+
+@functools.cache
+def _cache_kwarg_of(model_class: type) -> str:
+    # Read once per class: every rollout and every shared-prompt scoring pass asks.
+    return "cache" if "cache" in inspect.signature(model_class.forward).parameters else "past_key_values"
 
 
 def _pick_tokens(logits: torch.Tensor, sampling: SamplingParams) -> torch.Tensor:

@@ -427,16 +427,15 @@ class GRPOTrainer:
             order = torch.randperm(len(batch), device=self.device)
             for chunk in order.chunk(a.mini_batches):
                 mini = batch.rows(chunk)
-                if self.share_prompts:
-                    # A mini-batch's gradient does not depend on how it is cut into
-                    # micro-batches: keep each prompt's rows together, so they share its forward.
-                    mini = mini.rows(rows_by_prompt(mini))
                 totals = self.mini_batch_totals(mini)
                 # The loss is normalised over the whole mini-batch (`totals`), but only the rows
-                # that can move the weights run the forward and backward passes.
-                in_loss = self.rows_in_gradient(mini)
+                # that can move the weights run the forward and backward passes. A mini-batch's
+                # gradient does not depend on how it is cut into micro-batches: with a shared
+                # prompt forward each prompt's rows stay together, so they share its forward.
+                order = rows_by_prompt(mini) if self.share_prompts else torch.arange(len(mini), device=self.device)
+                in_loss = mini.rows(order[self.rows_in_gradient(mini)[order]])  # one gather: the rows and their order
                 skipped_rows += len(mini) - len(in_loss)
-                metric_tokens = totals[1] if in_loss is mini else float(in_loss.completion_mask.sum())
+                metric_tokens = totals[1] if len(in_loss) == len(mini) else float(in_loss.completion_mask.sum())
                 self.optimizer.zero_grad(set_to_none=True)
                 losses, finite = [], True
                 starts = range(0, len(in_loss), a.micro_batch_size)
@@ -493,9 +492,9 @@ class GRPOTrainer:
         out["zero_advantage_rows"] = skipped_rows / a.num_iterations
         return out
 
-    def rows_in_gradient(self, mini: PolicyBatch) -> PolicyBatch:
-        """The rows of `mini` whose loss has a gradient: all of them, or (beta = 0, one process)
-        those with a nonzero advantage.
+    def rows_in_gradient(self, mini: PolicyBatch) -> torch.Tensor:
+        """[n] bool: the rows of `mini` whose loss has a gradient. All of them, or (beta = 0, one
+        process) those with a nonzero advantage.
 
         A row whose advantage is exactly 0 — every row of a group whose rewards were all equal,
         common once a prompt is always solved or never — adds exactly 0 to the clipped
@@ -504,11 +503,8 @@ class GRPOTrainer:
         loss and gradient as they were (up to float rounding: fewer terms are summed). Under
         torchrun all ranks must run the same passes, so they keep every row."""
         if self.config.algorithm.beta > 0 or world_size() > 1:
-            return mini
-        nonzero = mini.advantages != 0  # [n]
-        if bool(nonzero.all()):
-            return mini
-        return mini.rows(torch.nonzero(nonzero).squeeze(1))
+            return torch.ones(len(mini), dtype=torch.bool, device=mini.advantages.device)
+        return mini.advantages != 0
 
     # ---- the step -----------------------------------------------------------------------------
 

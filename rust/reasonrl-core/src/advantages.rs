@@ -313,6 +313,8 @@ pub fn filter_groups<R: Reward>(rewards: &[R], group_ids: &[i64]) -> Result<Vec<
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn a_group_of_equal_rewards_gets_exactly_zero() {
         // 0.1 + 0.1 + 0.1 = 0.30000000000000004: a computed mean is off by an ulp.
@@ -323,8 +325,6 @@ mod tests {
             assert!(adv.iter().all(|&a| a == 0.0), "{estimator:?}: {adv:?}");
         }
     }
-
-    use super::*;
 
     fn approx(a: &[f32], b: &[f64]) {
         assert_eq!(a.len(), b.len());
