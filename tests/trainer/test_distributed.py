@@ -26,7 +26,8 @@ from reasonrl.demo.task import PROMPT_TEMPLATE
 from reasonrl.trainer.grpo import PromptSampler
 
 WORKER = Path(__file__).resolve().parent / "distributed_worker.py"
-COMPARED = ("loss", "grad_norm", "reward/total", "rows_in_loss", "entropy", "clip_ratio/region", "optimizer_steps")
+COMPARED = ("loss", "grad_norm", "reward/total", "rows_in_loss", "entropy", "clip_ratio/region", "optimizer_steps",
+            "length_advantage_corr")
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not available")
 

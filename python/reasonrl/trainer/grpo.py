@@ -91,6 +91,21 @@ class PolicyBatch:
         )
 
 
+def length_advantage_sums(lengths: np.ndarray, advantages: np.ndarray, group_ids: np.ndarray) -> tuple[float, float, float]:
+    """(Σ l·a, Σ l², Σ a²) over rows, with the lengths and advantages centred within each
+    group: the parts of a correlation that add up over ranks (groups never span ranks).
+
+    Within groups because that is what GRPO compares: pooled over prompts, easy prompts with
+    short answers and hard ones with long answers would show a correlation that no update sees."""
+    lengths, advantages = np.asarray(lengths, dtype=np.float64), np.asarray(advantages, dtype=np.float64)
+    _, group = np.unique(group_ids, return_inverse=True)
+    sizes = np.bincount(group)
+    centred_lengths = lengths - (np.bincount(group, lengths) / sizes)[group]
+    centred_advantages = advantages - (np.bincount(group, advantages) / sizes)[group]
+    return (float(centred_lengths @ centred_advantages), float(centred_lengths @ centred_lengths),
+            float(centred_advantages @ centred_advantages))
+
+
 def completion_forward_inputs(batch: PolicyBatch) -> dict[str, Any]:
     """The model inputs that score a batch's completions: prompt + completion, positions that
     count real tokens only (left padding shifts them right), and `logits_to_keep` on exactly
@@ -567,6 +582,13 @@ class GRPOTrainer:
         }
         if self._accuracy_name is not None:
             metrics["accuracy"] = float(np.nanmean(scores.components[self._accuracy_name]))
+        # Whether the longer completions of a group got the higher (> 0) or lower (< 0)
+        # advantages, over the rows in the loss: the pressure on response length this step.
+        # Absent when no group varies in both.
+        cross, length_square, advantage_square = all_reduce(list(length_advantage_sums(
+            rollouts.lengths.cpu().numpy()[keep], advantages[keep], rollouts.prompt_index.cpu().numpy()[keep])))
+        if length_square > 0 and advantage_square > 0:
+            metrics["length_advantage_corr"] = cross / float(np.sqrt(length_square * advantage_square))
         step_time = sum(timings.values())
         metrics["tokens_per_s"] = float(lengths.sum() + rollouts.prompt_mask.sum()) / max(step_time, 1e-9)
         self._check_nonfinite(update_metrics)
