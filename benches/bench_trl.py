@@ -40,8 +40,8 @@ from pathlib import Path
 
 import bench_rewards  # the plain-Python peer rewards, beside this file
 import torch
-from transformers.utils import logging as hf_logging
 
+from reasonrl.cli import quiet_transformers
 from reasonrl.config import stage_from_dict
 from reasonrl.data import get_template
 from reasonrl.demo import AdditionTask, DemoSettings, build_char_tokenizer
@@ -168,11 +168,6 @@ def load_model(path: str):
     from transformers import AutoModelForCausalLM
 
     return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-
-
-def quiet_transformers() -> None:
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
 
 
 def setup() -> tuple:

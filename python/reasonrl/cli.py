@@ -21,7 +21,8 @@ from reasonrl.config import ConfigError, PipelineConfig, StageConfig, load_confi
 from reasonrl.errors import ReasonRLError
 
 
-def _quiet_transformers() -> None:
+def quiet_transformers() -> None:
+    """Only errors from transformers, and no download progress bars."""
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
@@ -36,7 +37,7 @@ def _positive_int(text: str) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    _quiet_transformers()
+    quiet_transformers()
     from reasonrl.demo import DemoSettings, run_demo
 
     threads = {} if args.threads is None else {"threads": args.threads}
@@ -53,7 +54,7 @@ def _load(args: argparse.Namespace, kind: str) -> StageConfig | PipelineConfig:
 
 def _train(args: argparse.Namespace, kind: str = "grpo") -> int:
     config = _load(args, kind)  # every config error surfaces here, before any model loads
-    _quiet_transformers()
+    quiet_transformers()
     from reasonrl.pipeline import run_pipeline, run_stage
     from reasonrl.trainer.distributed import close_distributed, is_main_process
 
@@ -71,7 +72,7 @@ def _train(args: argparse.Namespace, kind: str = "grpo") -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    _quiet_transformers()
+    quiet_transformers()
     from reasonrl.config import ModelConfig
     from reasonrl.data import get_template, load_examples
     from reasonrl.rollout import HFRollout, SamplingParams

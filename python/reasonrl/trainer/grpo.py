@@ -447,8 +447,8 @@ class GRPOTrainer:
                 # that can move the weights run the forward and backward passes. A mini-batch's
                 # gradient does not depend on how it is cut into micro-batches: with a shared
                 # prompt forward each prompt's rows stay together, so they share its forward.
-                order = rows_by_prompt(mini) if self.share_prompts else torch.arange(len(mini), device=self.device)
-                in_loss = mini.rows(order[self.rows_in_gradient(mini)[order]])  # one gather: the rows and their order
+                arranged = rows_by_prompt(mini) if self.share_prompts else torch.arange(len(mini), device=self.device)
+                in_loss = mini.rows(arranged[self.rows_in_gradient(mini)[arranged]])  # one gather: the rows and their order
                 skipped_rows += len(mini) - len(in_loss)
                 metric_tokens = totals[1] if len(in_loss) == len(mini) else float(in_loss.completion_mask.sum())
                 self.optimizer.zero_grad(set_to_none=True)
@@ -586,7 +586,7 @@ class GRPOTrainer:
         # advantages, over the rows in the loss: the pressure on response length this step.
         # Absent when no group varies in both.
         cross, length_square, advantage_square = all_reduce(list(length_advantage_sums(
-            rollouts.lengths.cpu().numpy()[keep], advantages[keep], rollouts.prompt_index.cpu().numpy()[keep])))
+            lengths.cpu().numpy()[keep], advantages[keep], rollouts.prompt_index.cpu().numpy()[keep])))
         if length_square > 0 and advantage_square > 0:
             metrics["length_advantage_corr"] = cross / float(np.sqrt(length_square * advantage_square))
         step_time = sum(timings.values())
