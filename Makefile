@@ -1,8 +1,8 @@
 # On a fresh machine (Python >= 3.10 and a Rust toolchain), two commands do everything:
 #
 #   make demo    create .venv, build the wheel, install it, run the offline demo
-#   make test    the same set-up, then every check: rustfmt, clippy, cargo test, the stub
-#                check and pytest (run against the installed wheel, not the source tree)
+#   make test    the same set-up, then every check: rustfmt, clippy, cargo test, mypy, the
+#                stub check and pytest (run against the installed wheel, not the source tree)
 #
 # Other targets: `make bench` (every benchmark in benches/), `make wheel`, `make clean`.
 
@@ -11,7 +11,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DIST := dist
 
-.PHONY: demo test bench wheel install install-test rust-check clean
+.PHONY: demo test bench wheel install install-test rust-check typecheck clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,7 +39,11 @@ rust-check:
 	cargo clippy --workspace --all-targets --quiet -- -D warnings
 	cargo test -p reasonrl-core --quiet
 
-test: install-test rust-check
+# The package ships py.typed: its own code and the benchmarks must type-check.
+typecheck: install-test
+	$(BIN)/python -m mypy python/reasonrl benches
+
+test: install-test rust-check typecheck
 	REASONRL_WHEEL_DIR=$(DIST) $(BIN)/python -m pytest
 
 bench: install-test

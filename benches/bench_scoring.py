@@ -44,7 +44,7 @@ def score(model: Qwen2ForCausalLM, batch: PolicyBatch, share: bool) -> list[torc
     logits = completion_outputs(model, batch, share_prompts=share)  # [N, T, V]
     logp = logits.log_softmax(-1).gather(-1, batch.completion_ids[..., None])[..., 0]
     (-(logp * batch.completion_mask).sum(1) * batch.advantages).mean().backward()
-    return [p.grad.clone() for p in model.parameters()]
+    return [torch.zeros_like(p) if p.grad is None else p.grad.clone() for p in model.parameters()]
 
 
 def main() -> None:

@@ -37,6 +37,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import bench_rewards  # the plain-Python peer rewards, beside this file
 import torch
@@ -114,7 +115,7 @@ def trl_trainer(args: argparse.Namespace, model, tokenizer, train, reward: Rewar
         logging_steps=args.steps + 1, seed=0, disable_tqdm=True,
         reward_weights=[1.0, 0.5] if python_rewards else None,
     )
-    reward_funcs = [python_accuracy, python_format] if python_rewards else [reward]
+    reward_funcs: list[Any] = [python_accuracy, python_format] if python_rewards else [reward]
     return TRLGRPOTrainer(
         model=model, reward_funcs=reward_funcs, args=config, train_dataset=dataset, processing_class=tokenizer,
         callbacks=list(callbacks),

@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
@@ -83,11 +83,12 @@ class HFRollout:
         # decode step of a small model); what it returns is copied out of it, so that the
         # trainer can feed the tokens to a forward pass that records gradients.
         out = self._generate(prompts, n, sampling)
-        return dataclasses.replace(out, **{
+        copies: dict[str, Any] = {
             field.name: value.clone()
             for field in dataclasses.fields(out)
             if isinstance(value := getattr(out, field.name), torch.Tensor)
-        })
+        }
+        return dataclasses.replace(out, **copies)
 
     @torch.inference_mode()
     def _generate(self, prompts: list[str], n: int, sampling: SamplingParams) -> Rollouts:
@@ -238,11 +239,12 @@ class HFRollout:
 def cache_kwarg(model: torch.nn.Module) -> str:
     """The name of `model.forward`'s KV-cache argument: `cache` in transformers ≥ 5.2x,
     `past_key_values` before (still accepted there, with a deprecation warning)."""
-    return _cache_kwarg_of(type(model))
+    model_class: Any = type(model)  # hashable, which torch's stubs hide from functools.cache
+    return _cache_kwarg_of(model_class)
 
 
 @functools.cache
-def _cache_kwarg_of(model_class: type) -> str:
+def _cache_kwarg_of(model_class: Any) -> str:
     # Read once per class: every rollout and every shared-prompt scoring pass asks.
     return "cache" if "cache" in inspect.signature(model_class.forward).parameters else "past_key_values"
 

@@ -18,6 +18,8 @@ rollout keeps the Hugging Face forward.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from transformers import DynamicCache, PreTrainedModel
@@ -37,7 +39,7 @@ def unsupported_reason(model: PreTrainedModel, total_length: int) -> str | None:
     config = model.config
     if config.model_type not in SUPPORTED_MODEL_TYPES:
         return f"model type {config.model_type!r} is not one of {SUPPORTED_MODEL_TYPES}"
-    base = getattr(model, "model", None)
+    base: Any = getattr(model, "model", None)
     layers = getattr(base, "layers", None)
     if layers is None or not hasattr(base, "rotary_emb") or not isinstance(getattr(model, "lm_head", None), torch.nn.Linear):
         return "the module layout is not the usual model.layers / model.rotary_emb / lm_head"
@@ -108,22 +110,32 @@ def _linear(module: torch.nn.Linear, x: torch.Tensor) -> torch.Tensor:
 class _Layer:
     """One decoder layer's weights: references into the model, and (`fuse`) q/k/v in one matrix."""
 
-    def __init__(self, layer: torch.nn.Module, hidden_act: str | None, fuse: bool):
+    def __init__(self, layer: Any, hidden_act: str | None, fuse: bool):
+        # `layer` is a Hugging Face decoder layer (Any: torch types every submodule attribute
+        # as `Tensor | Module`); `unsupported_reason` has checked the types below.
         attention, mlp = layer.self_attn, layer.mlp
-        q, k, v = self.projections = attention.q_proj, attention.k_proj, attention.v_proj
-        self.qkv_weight = self.qkv_bias = None
+        q, k, v = attention.q_proj, attention.k_proj, attention.v_proj
+        self.projections: tuple[torch.nn.Linear, torch.nn.Linear, torch.nn.Linear] = (q, k, v)
+        self.qkv_weight: torch.Tensor | None = None
+        self.qkv_bias: torch.Tensor | None = None
         if fuse:
             self.qkv_weight = torch.cat([q.weight, k.weight, v.weight]).detach()  # [(Hq+2Hkv)·D, H]
             biases = [p.bias for p in (q, k, v)]
             self.qkv_bias = None if all(b is None for b in biases) else torch.cat(
                 [b if b is not None else q.weight.new_zeros(p.out_features) for b, p in zip(biases, (q, k, v))]
             ).detach()
-        self.o_proj, self.gate_proj, self.up_proj, self.down_proj = attention.o_proj, mlp.gate_proj, mlp.up_proj, mlp.down_proj
+        self.o_proj: torch.nn.Linear = attention.o_proj
+        self.gate_proj: torch.nn.Linear = mlp.gate_proj
+        self.up_proj: torch.nn.Linear = mlp.up_proj
+        self.down_proj: torch.nn.Linear = mlp.down_proj
         # F.silu itself where the model's activation is SiLU: a module call costs more than the op.
-        self.act = F.silu if hidden_act in ("silu", "swish") else mlp.act_fn
-        self.input_norm, self.post_attention_norm = layer.input_layernorm, layer.post_attention_layernorm
-        self.q_norm, self.k_norm = getattr(attention, "q_norm", None), getattr(attention, "k_norm", None)
-        self.scaling = attention.scaling
+        self.act: Any = F.silu if hidden_act in ("silu", "swish") else mlp.act_fn
+        # RMSNorm modules (`weight`, `variance_epsilon`); q_norm / k_norm only in Qwen3.
+        self.input_norm: Any = layer.input_layernorm
+        self.post_attention_norm: Any = layer.post_attention_layernorm
+        self.q_norm: Any = getattr(attention, "q_norm", None)
+        self.k_norm: Any = getattr(attention, "k_norm", None)
+        self.scaling: float = attention.scaling
 
     def qkv(self, h: torch.Tensor) -> torch.Tensor:
         """[n, 1, (Hq + 2·Hkv)·D] q, k and v of the normed hidden states h ([n, 1, H])."""
@@ -165,7 +177,10 @@ class LeanDecoder:
         self.kv_heads = getattr(config, "num_key_value_heads", None) or self.q_heads
         self.head_dim = base.layers[0].self_attn.head_dim
 
-        first = prompt_cache.layers[0].keys
+        # Full-attention cache layers, each with [B, Hkv, P, D] `keys` and `values` (Any: the
+        # cache's layer type is a union that includes layers without them).
+        cached_layers: list[Any] = list(prompt_cache.layers)
+        first: torch.Tensor = cached_layers[0].keys
         rows, P = first.shape[0] * repeats, first.shape[2]
         self.length = P  # cache columns filled
         self.rope_table = None  # ([P + T + 1, D] cos, same sin) when the angles are static
@@ -175,7 +190,7 @@ class LeanDecoder:
             self.rope_table = cos[0], sin[0]
         shape = (rows, self.kv_heads, P + max_new_tokens, self.head_dim)
         self.keys, self.values = [], []  # per layer [n, Hkv, P + T, D]
-        for cached in prompt_cache.layers:
+        for cached in cached_layers:
             keys, values = first.new_empty(shape), first.new_empty(shape)
             keys[:, :, :P] = cached.keys.repeat_interleave(repeats, dim=0)
             values[:, :, :P] = cached.values.repeat_interleave(repeats, dim=0)
