@@ -14,6 +14,7 @@ from transformers import AutoModelForCausalLM
 from transformers.utils import logging as hf_logging
 
 from reasonrl.demo import DemoSettings, run_demo
+from reasonrl.demo.run import StoryBars
 
 hf_logging.disable_progress_bar()
 
@@ -40,6 +41,12 @@ def test_demo_runs_every_stage_and_writes_its_report(tmp_path):
     summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
     for stage in ("base", "cold_start", "grpo", "long2short"):
         assert 0.0 <= summary[stage]["accuracy"] <= 1.0 and summary[stage]["mean_tokens"] > 0
+    # The verdict on the story's bars is computed from the run's own rows, saved and printed.
+    bars = result["bars"]
+    assert bars == StoryBars.from_rows(result["rows"])
+    assert summary["bars"]["grpo_gain"] == summary["grpo"]["accuracy"] - summary["cold_start"]["accuracy"]
+    assert summary["bars"]["grpo_met"] == bars.grpo_met and summary["bars"]["length_met"] == bars.length_met
+    assert any(line.startswith("GRPO:") for line in lines) and any(line.startswith("long2short:") for line in lines)
     metrics = [json.loads(line) for line in (tmp_path / "demo" / "metrics.jsonl").read_text().splitlines()]
     assert {m["stage"] for m in metrics} == {"base", "cold_start", "grpo", "long2short"}
     assert any("reward/length" in m for m in metrics if m["stage"] == "long2short")
@@ -71,3 +78,30 @@ def test_cold_start_data_earns_full_reward_and_never_shows_a_heldout_problem():
     assert all(PROMPT_TEMPLATE.format(prompt="") in prompt for prompt, _ in cold)
     corpus = task.pretraining_corpus(2000, heldout)
     assert not any(line.split("=")[0].split(":")[0] in banned for line in corpus)
+
+
+def _rows(cold: tuple[float, float], grpo: tuple[float, float], short: tuple[float, float]) -> list[dict]:
+    return [
+        {"stage": stage, "accuracy": accuracy, "mean_tokens": tokens}
+        for stage, (accuracy, tokens) in (("cold_start", cold), ("grpo", grpo), ("long2short", short))
+    ]
+
+
+def test_story_bars_judge_each_stage_against_its_bar():
+    # Seed 0's README table: both bars met.
+    bars = StoryBars.from_rows(_rows((0.246, 45.2), (0.524, 37.5), (0.527, 27.1)))
+    assert bars.grpo_met and bars.length_met
+    assert abs(bars.grpo_gain - 0.278) < 1e-9 and abs(bars.length_cut - (1 - 27.1 / 37.5)) < 1e-12
+    lines = bars.lines()
+    assert "+27.8 points" in lines[0] and lines[0].endswith("- met")
+    assert "28% fewer tokens" in lines[1] and lines[1].endswith("- met")
+    # Seed 1's: GRPO already at the floor, so the length stage cuts 1%; accuracy rising is fine.
+    bars = StoryBars.from_rows(_rows((0.399, 44.4), (0.707, 27.1), (0.771, 26.9)))
+    assert bars.grpo_met and not bars.length_met
+    assert bars.lines()[0].endswith("- met") and bars.lines()[1].endswith("NOT met")
+    # Short enough, but 2.5 points of accuracy lost; and a GRPO gain just under 20 points.
+    bars = StoryBars.from_rows(_rows((0.40, 45.0), (0.599, 40.0), (0.574, 30.0)))
+    assert not bars.grpo_met and not bars.length_met and bars.length_cut == 0.25
+    # Exactly on the bars: 20 points, 20% fewer tokens, 2 points lost.
+    assert StoryBars(0.2, 0.2, -0.02).grpo_met and StoryBars(0.2, 0.2, -0.02).length_met
+    assert not StoryBars(0.2, 0.19, 0.0).length_met and not StoryBars(0.19, 0.2, 0.0).grpo_met

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,50 @@ class DemoSettings:
     # CPU threads for torch. Fixed, not the machine's core count: how a sum is split over
     # threads decides its last bits, and RL amplifies those into different tables.
     threads: int = 2
+
+
+# The story's two bars: GRPO lifts held-out accuracy by at least 20 points over the cold start;
+# the length stage then cuts mean response tokens by at least 20% and loses at most 2 points.
+GRPO_GAIN_BAR = 0.20
+LENGTH_CUT_BAR = 0.20
+LENGTH_ACCURACY_LOSS_BAR = 0.02
+
+
+@dataclass(frozen=True)
+class StoryBars:
+    """How a demo run did against the story's bars (accuracies as fractions)."""
+
+    grpo_gain: float  # GRPO's accuracy minus the cold start's
+    length_cut: float  # 1 - long2short's mean tokens / GRPO's
+    length_accuracy_change: float  # long2short's accuracy minus GRPO's
+
+    @property
+    def grpo_met(self) -> bool:
+        return self.grpo_gain >= GRPO_GAIN_BAR
+
+    @property
+    def length_met(self) -> bool:
+        return self.length_cut >= LENGTH_CUT_BAR and self.length_accuracy_change >= -LENGTH_ACCURACY_LOSS_BAR
+
+    @classmethod
+    def from_rows(cls, rows: list[dict[str, Any]]) -> StoryBars:
+        by_stage = {row["stage"]: row for row in rows}
+        cold, grpo, short = by_stage["cold_start"], by_stage["grpo"], by_stage["long2short"]
+        return cls(
+            grpo_gain=grpo["accuracy"] - cold["accuracy"],
+            length_cut=1.0 - short["mean_tokens"] / grpo["mean_tokens"] if grpo["mean_tokens"] > 0 else 0.0,
+            length_accuracy_change=short["accuracy"] - grpo["accuracy"],
+        )
+
+    def lines(self) -> list[str]:
+        verdict = lambda met: "met" if met else "NOT met"  # noqa: E731
+        return [
+            f"GRPO:       accuracy {100 * self.grpo_gain:+.1f} points over the cold start "
+            f"(bar: +{100 * GRPO_GAIN_BAR:.0f}) - {verdict(self.grpo_met)}",
+            f"long2short: {self.length_cut:.0%} fewer tokens than GRPO (bar: {LENGTH_CUT_BAR:.0%}), accuracy "
+            f"{100 * self.length_accuracy_change:+.1f} points (bar: -{100 * LENGTH_ACCURACY_LOSS_BAR:.0f} at most) "
+            f"- {verdict(self.length_met)}",
+        ]
 
 
 def build_tiny_model(vocab_size: int, tokenizer: Any, settings: DemoSettings) -> Qwen2ForCausalLM:
@@ -171,14 +215,19 @@ def _run_demo(root: Path, settings: DemoSettings, log: Any) -> dict[str, Any]:
     stages = ["base", "cold_start", "grpo", "long2short"]
     merge_metrics([root / s for s in stages], root / "metrics.jsonl")
     summary = {row["stage"]: {k: v for k, v in row.items() if k != "stage"} for row in rows}
-    (root / "summary.json").write_text(json.dumps(summary, indent=2))
+    bars = StoryBars.from_rows(rows)
+    bar_figures = {**asdict(bars), "grpo_met": bars.grpo_met, "length_met": bars.length_met}
+    (root / "summary.json").write_text(json.dumps({**summary, "bars": bar_figures}, indent=2))
     model.save_pretrained(root / "final")
     tokenizer.save_pretrained(root / "final")
     report = write_report(root, title="reasonrl demo: R1 in miniature", summary=summary)
     log("")
     log(results_table(rows))
+    log("")
+    for line in bars.lines():
+        log(line)
     log(f"\nreport: {report}   final model: {root / 'final'} (AutoModelForCausalLM.from_pretrained)")
-    return {"rows": rows, "report": str(report), "model": str(root / "final")}
+    return {"rows": rows, "bars": bars, "report": str(report), "model": str(root / "final")}
 
 
 def _evaluate(rollout: HFRollout, tokenizer: Any, template: Any, heldout: list[Example], settings: DemoSettings, *, greedy: bool) -> dict[str, Any]:
