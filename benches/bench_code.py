@@ -4,7 +4,7 @@ file and runs ``subprocess.run([python, file], timeout=...)`` — the way open-r
 functions run code locally (no sandbox beyond the timeout). Same HumanEval programs, same
 interpreter, same worker count; both verdicts are checked against each other.
 
-    python benches/bench_code.py [--workers 2] [--rounds 3] [--variant canonical|broken|both]
+    python benches/bench_code.py [--workers 2] [--rounds 3] [--variant canonical|broken|both] [--limit N]
 
 Needs the HumanEval data ($REASONRL_DATA_DIR or ../shared/data). ``broken`` replaces each body
 with ``return None`` (every test fails quickly: the cost is all process start-up and teardown).
@@ -72,8 +72,11 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--variant", choices=["canonical", "broken", "both"], default="both")
+    parser.add_argument("--limit", type=int, default=0, help="the first N programs only (0: all 164)")
     args = parser.parse_args()
     rows = load_humaneval()
+    if args.limit > 0:
+        rows = rows[: args.limit]
     tests = [row["test"] + f"\ncheck({row['entry_point']})\n" for row in rows]
     variants = {
         "canonical": [row["prompt"] + row["canonical_solution"] for row in rows],

@@ -268,12 +268,17 @@ def main() -> None:
     print(f"GRPO step, tiny model after {args.warm_start_steps} SFT steps, {args.prompts} prompts x {args.group_size} completions, "
           f"<= {args.max_new_tokens} new tokens, CPU, {torch.get_num_threads()} threads, {args.steps - 1} timed steps, "
           f"median of {args.rounds} interleaved runs per side")
-    print(f"{'':<12}{'s/step':>10}{'range':>15}{'peak RSS MiB':>14}{'rise in steps MiB':>19}{'reasonrl speed-up':>19}")
+    print(f"{'':<12}{'s/step':>10}{'range':>15}{'peak RSS MiB':>14}{'rise in steps MiB':>19}{'reasonrl speed-up':>19}"
+          f"  {'per round'}")
     for name, r in results.items():
         ratio = r["seconds"] / results["reasonrl"]["seconds"]
         seconds = [run["seconds"] for run in runs[name]]
         spread = f"{min(seconds):.3f}-{max(seconds):.3f}"
-        print(f"{name:<12}{r['seconds']:>10.3f}{spread:>15}{r['peak_mib']:>14.0f}{r['step_rise_mib']:>19.1f}{ratio:>18.2f}x")
+        # Each round's sides ran back to back, so a round's ratio is less exposed to the host
+        # slowing down or speeding up between rounds than the ratio of the medians.
+        per_round = "/".join(f"{run['seconds'] / ours['seconds']:.2f}" for run, ours in zip(runs[name], runs["reasonrl"]))
+        print(f"{name:<12}{r['seconds']:>10.3f}{spread:>15}{r['peak_mib']:>14.0f}{r['step_rise_mib']:>19.1f}{ratio:>18.2f}x"
+              f"  {per_round}")
     print("trl: TRL's loop with reasonrl's RewardSpec as reward; trl-python: with open-r1-style Python rewards")
     print(f"first batch: mean reward {check['reward']:.2f}, mean completion {check['mean_length']:.1f} tokens, "
           f"{check['zero_advantage']:.0%} of rows with advantage 0")
