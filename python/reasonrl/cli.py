@@ -36,6 +36,20 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return value
+
+
+def _probability(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {value}")
+    return value
+
+
 def _demo(args: argparse.Namespace) -> int:
     quiet_transformers()
     from reasonrl.demo import DemoSettings, run_demo
@@ -48,7 +62,8 @@ def _demo(args: argparse.Namespace) -> int:
 def _load(args: argparse.Namespace, kind: str) -> StageConfig | PipelineConfig:
     config = load_config(args.config, overrides=args.set or [])
     if isinstance(config, StageConfig) and config.kind != kind:
-        raise ConfigError(f"kind: this is a {config.kind!r} stage; run it with `reasonrl {config.kind}`")
+        command = {"grpo": "reasonrl train", "sft": "reasonrl sft"}[config.kind]
+        raise ConfigError(f"kind: this is a {config.kind!r} stage; run it with `{command}`")
     return config
 
 
@@ -81,7 +96,7 @@ def _eval(args: argparse.Namespace) -> int:
 
     if any(k > args.samples for k in args.ks):
         raise ConfigError(f"--ks: every k must be <= --samples ({args.samples})")
-    examples = load_examples(args.data, format=args.format, limit=args.limit)
+    examples = load_examples(args.data, format=args.format, split=args.split, limit=args.limit)
     model, tokenizer = load_model_and_tokenizer(ModelConfig(name_or_path=args.model, dtype=args.dtype, device=args.device))
     template = get_template(args.template, system_prompt=args.system_prompt)
     sampling = SamplingParams(
@@ -146,17 +161,18 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--model", required=True, help="a local model folder or hub id")
     ev.add_argument("--data", required=True, help="a local data file (jsonl/json/parquet/csv) or data set name")
     ev.add_argument("--format", default=None, help="a data preset: gsm8k, math, math500, aime, humaneval, mbpp, mmlu")
+    ev.add_argument("--split", default=None, help="a split of a folder of split files or of a hub data set (e.g. test)")
     ev.add_argument("--template", default="r1_zero")
     ev.add_argument("--system-prompt", default=None)
-    ev.add_argument("--limit", type=int, default=None)
-    ev.add_argument("--samples", type=int, default=1)
-    ev.add_argument("--ks", type=int, nargs="+", default=[1])
+    ev.add_argument("--limit", type=_positive_int, default=None, help="the first N problems only")
+    ev.add_argument("--samples", type=_positive_int, default=1, help="completions per problem")
+    ev.add_argument("--ks", type=_positive_int, nargs="+", default=[1], help="k of pass@k and maj@k (each <= --samples)")
     ev.add_argument("--greedy", action="store_true")
     ev.add_argument("--answer-tag", action="store_true", help="count only answers inside <answer>...</answer>")
-    ev.add_argument("--temperature", type=float, default=0.6)
-    ev.add_argument("--top-p", type=float, default=0.95)
-    ev.add_argument("--max-new-tokens", type=int, default=1024)
-    ev.add_argument("--batch-size", type=int, default=32)
+    ev.add_argument("--temperature", type=_positive_float, default=0.6)
+    ev.add_argument("--top-p", type=_probability, default=0.95)
+    ev.add_argument("--max-new-tokens", type=_positive_int, default=1024)
+    ev.add_argument("--batch-size", type=_positive_int, default=32, help="prompts per generate call")
     ev.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
     ev.add_argument("--device", default="auto")
     ev.add_argument("--json", default=None, help="also write the full result as JSON here")
@@ -175,6 +191,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"reasonrl: config error: {error}", file=sys.stderr)
         return 2
     except ReasonRLError as error:
+        print(f"reasonrl: {error}", file=sys.stderr)
+        return 1
+    except ImportError as error:
+        if "pip install" not in str(error):  # not one of ours naming a missing optional package
+            raise
         print(f"reasonrl: {error}", file=sys.stderr)
         return 1
 

@@ -11,6 +11,7 @@ in order, each starting from the model the previous one saved.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import types
 import typing
 from dataclasses import dataclass, field
@@ -54,6 +55,8 @@ class DataConfig:
 
     train: str = ""
     eval: str | None = None
+    split: str | None = None  # of `train`: a folder of split files or a hub data set (default "train")
+    eval_split: str | None = None  # of `eval` (e.g. "test")
     format: str | None = None  # a preset of reasonrl.data (gsm8k, math, aime, humaneval, mbpp, mmlu)
     fields: dict[str, str] = field(default_factory=dict)
     template: str = "r1_zero"  # r1_zero | chat | plain | a format string with {prompt}
@@ -193,6 +196,9 @@ class StageConfig:
         """Checks that need more than one field; raises ConfigError."""
         if not self.model.name_or_path:
             raise ConfigError("model.name_or_path: required (a local path or a hub id)")
+        model_path = self.model.name_or_path
+        if model_path.startswith((".", "/", "~")) and not Path(model_path).expanduser().exists():
+            raise ConfigError(f"model.name_or_path: no such folder: {model_path}")
         if not self.data.train:
             raise ConfigError("data.train: required (a local file or a data set name)")
         for key, path in (("data.train", self.data.train), ("data.eval", self.data.eval)):
@@ -210,9 +216,47 @@ class StageConfig:
             "run.steps": self.run.steps,
             "eval.samples": self.eval.samples,
         }
+        optional_positive = {
+            "rollout.generation_batch_size": self.rollout.generation_batch_size,
+            "data.train_limit": self.data.train_limit,
+            "data.eval_limit": self.data.eval_limit,
+            "eval.max_new_tokens": self.eval.max_new_tokens,
+        }
+        positive.update({key: value for key, value in optional_positive.items() if value is not None})
+        positive.update({f"eval.ks[{i}]": k for i, k in enumerate(self.eval.ks)})
+        positive.update({"run.max_consecutive_nonfinite": self.run.max_consecutive_nonfinite})
+        if self.kind == "sft":
+            positive.update({"sft.epochs": self.sft.epochs, "sft.batch_size": self.sft.batch_size, "sft.max_length": self.sft.max_length})
         for key, value in positive.items():
             if value < 1:
                 raise ConfigError(f"{key}: must be >= 1, got {value}")
+        non_negative = {
+            "algorithm.beta": self.algorithm.beta,
+            "algorithm.eps_high": self.algorithm.eps_high,
+            "optim.weight_decay": self.optim.weight_decay,
+            "optim.warmup_steps": self.optim.warmup_steps,
+            "run.save_every": self.run.save_every,
+            "run.log_completions_every": self.run.log_completions_every,
+            "eval.every": self.eval.every,
+        }
+        for key, number in non_negative.items():
+            if number < 0:
+                raise ConfigError(f"{key}: must be >= 0, got {number}")
+        if not 0 <= self.algorithm.eps_low < 1:
+            raise ConfigError(f"algorithm.eps_low: must be in [0, 1) (the ratio's floor is 1 - eps_low), got {self.algorithm.eps_low}")
+        if not 0 <= self.optim.min_lr_ratio <= 1:
+            raise ConfigError(f"optim.min_lr_ratio: must be in [0, 1], got {self.optim.min_lr_ratio}")
+        if not self.optim.max_grad_norm > 0:
+            raise ConfigError(f"optim.max_grad_norm: must be > 0, got {self.optim.max_grad_norm}")
+        if not all(0 <= beta < 1 for beta in self.optim.betas):
+            raise ConfigError(f"optim.betas: each must be in [0, 1), got {list(self.optim.betas)}")
+        if self.eval.temperature <= 0:
+            raise ConfigError(f"eval.temperature: must be > 0 (eval.greedy: true for greedy decoding), got {self.eval.temperature}")
+        if self.run.wandb_project and importlib.util.find_spec("wandb") is None:
+            raise ConfigError("run.wandb_project: wandb is not installed (pip install 'reasonrl[logging]')")
+        self._check_template()
+        if self.kind == "grpo":
+            self._check_reward()
         if self.rollout.temperature <= 0:
             raise ConfigError(f"rollout.temperature: must be > 0, got {self.rollout.temperature}")
         if not 0 < self.rollout.top_p <= 1:
@@ -238,6 +282,34 @@ class StageConfig:
         if any(k > self.eval.samples for k in self.eval.ks):
             raise ConfigError(f"eval.ks: every k must be <= eval.samples ({self.eval.samples})")
         return self
+
+    def _check_template(self) -> None:
+        from reasonrl.data import get_template
+        from reasonrl.errors import InvalidInputError
+
+        try:
+            get_template(self.data.template, system_prompt=self.data.system_prompt)
+        except InvalidInputError as error:
+            raise ConfigError(f"data.template: {error}") from None
+
+    def _check_reward(self) -> None:
+        """The reward components as the trainer will build them (kinds, weights, parameters)."""
+        from reasonrl.errors import InvalidInputError
+        from reasonrl.rewards import RewardSpec
+
+        for name, component in self.reward.items():
+            weight = component.get("weight", 1.0)
+            try:
+                float(weight)  # YAML reads 1e-1 (no dot) as a string
+                number = not isinstance(weight, bool)
+            except (TypeError, ValueError):
+                number = False
+            if not number:
+                raise ConfigError(f"reward.{name}.weight: expected a number, got {weight!r}")
+        try:
+            RewardSpec.from_config(self.reward)  # its errors name the component
+        except (InvalidInputError, TypeError, ValueError) as error:
+            raise ConfigError(f"reward: {error}") from None
 
 
 @dataclass
@@ -378,12 +450,15 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     """A stage or a pipeline from a YAML file, with ``key=value`` overrides applied.
 
     Relative data paths in the file are taken relative to the current directory, as a user
-    typing them on the command line would expect. In a pipeline, ``stages[i].key=value`` is not
-    supported; overrides apply to every stage (e.g. ``run.seed=1``).
+    typing them on the command line would expect. In a pipeline, ``key=value`` applies to every
+    stage (``run.seed=1``), ``stages.I.key=value`` (or ``stages[I].key=value``) to stage I only
+    (``stages.0.data.train=cold.jsonl``), and ``output_dir=…`` moves the whole pipeline.
     """
     path = Path(path)
     data = _read_yaml(path)
     if "stages" in data:
+        data = dict(data)
+        every_stage, per_stage = _pipeline_overrides(data, overrides, len(data["stages"]) if isinstance(data["stages"], list) else 0)
         unknown = sorted(set(data) - {"stages", "output_dir"})
         if unknown:
             raise ConfigError(f"{unknown[0]}: unknown key in a pipeline (known: output_dir, stages)")
@@ -396,11 +471,41 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
             if not isinstance(stage, dict):
                 raise ConfigError(f"stages[{i}]: expected a mapping or a file name")
             try:
-                stages.append(_stage_for_pipeline(stage, overrides, first=(i == 0)))
+                stages.append(_stage_for_pipeline(stage, [*every_stage, *per_stage.get(i, [])], first=(i == 0)))
             except ConfigError as error:
                 raise ConfigError(f"stages[{i}].{error}") from None
         return PipelineConfig(stages=stages, output_dir=str(data.get("output_dir", "runs/pipeline")))
     return stage_from_dict(data, overrides)
+
+
+def _pipeline_overrides(
+    data: dict[str, Any], overrides: list[str] | tuple[str, ...], n_stages: int
+) -> tuple[list[str], dict[int, list[str]]]:
+    """Sorts a pipeline's overrides: `output_dir=` is applied to `data`; the rest go to every
+    stage or, as ``stages.I.key=value`` / ``stages[I].key=value``, to stage I alone."""
+    every_stage: list[str] = []
+    per_stage: dict[int, list[str]] = {}
+    for override in overrides:
+        dotted = override.split("=", 1)[0].strip()
+        if dotted == "output_dir":
+            _apply_override(data, override)
+            continue
+        if dotted == "run.output_dir":
+            raise ConfigError(
+                "--set run.output_dir: in a pipeline each stage writes to <output_dir>/<stage name>; "
+                "set output_dir instead"
+            )
+        if dotted.startswith(("stages.", "stages[")):
+            head, _, rest = override.removeprefix("stages").lstrip(".[").partition(".")
+            index = head.rstrip("]")
+            if not index.isdigit() or not rest:
+                raise ConfigError(f"--set {dotted}: expected stages.I.key=value with I a stage number")
+            if int(index) >= n_stages:
+                raise ConfigError(f"--set {dotted}: there are {n_stages} stages (0 to {n_stages - 1})")
+            per_stage.setdefault(int(index), []).append(rest)
+            continue
+        every_stage.append(override)
+    return every_stage, per_stage
 
 
 def _stage_for_pipeline(stage: dict[str, Any], overrides: list[str] | tuple[str, ...], first: bool) -> StageConfig:

@@ -143,7 +143,7 @@ def parse(text: str, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> str:
 
 def math_accuracy(
     completions: Sequence[Any],
-    answer: Sequence[str],
+    answer: Sequence[str] | None = None,
     *,
     threads: int | None = None,
     timeout_s: float = DEFAULT_TIMEOUT_S,
@@ -155,13 +155,16 @@ def math_accuracy(
         completions: model outputs, as strings or as chat-message lists
             (``[{"role": "assistant", "content": "..."}]``; the assistant messages are scored).
         answer: the reference answer of each completion's prompt (the data set's ``answer``
-            column, passed by the trainer as a keyword argument).
+            column, passed by the trainer as a keyword argument); open-r1's data sets call
+            it ``solution``, which serves when ``answer`` is not given.
         threads, timeout_s: as in ``verify_batch``.
         **kwargs: the other data set columns the trainer passes; ignored.
     """
     if answer is None:
+        answer = kwargs.get("solution")
+    if answer is None:
         raise InvalidInputError(
-            "invalid `answer`: math_accuracy needs the data set's `answer` column"
+            "invalid `answer`: math_accuracy needs the data set's `answer` (or `solution`) column"
         )
     preds = [completion_text(c, i) for i, c in enumerate(completions)]
     verdicts = verify_batch(list(answer), preds, threads=threads, timeout_s=timeout_s)

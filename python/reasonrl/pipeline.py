@@ -9,6 +9,7 @@ alone writes the merged metrics and the report.
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +20,11 @@ from reasonrl.report import write_report
 
 def load_stage_data(config: StageConfig) -> tuple[list[Any], list[Any]]:
     d = config.data
-    train = load_examples(d.train, format=d.format, fields=d.fields or None, limit=d.train_limit, shuffle_seed=d.shuffle_seed)
+    train = load_examples(
+        d.train, format=d.format, fields=d.fields or None, split=d.split, limit=d.train_limit, shuffle_seed=d.shuffle_seed,
+    )
     heldout = (
-        load_examples(d.eval, format=d.format, fields=d.fields or None, limit=d.eval_limit) if d.eval else []
+        load_examples(d.eval, format=d.format, fields=d.fields or None, split=d.eval_split, limit=d.eval_limit) if d.eval else []
     )
     return train, heldout
 
@@ -51,8 +54,28 @@ def run_stage(config: StageConfig, *, resume: bool = False) -> dict[str, Any]:
     return summary
 
 
+def finished_stage(stage: StageConfig) -> bool:
+    """Whether `stage` (its output folder set) has saved its final model at its last step.
+    A GRPO stage whose `run.steps` was raised since is not finished: it continues."""
+    state = Path(stage.run.output_dir) / "final" / "trainer_state.json"
+    if not state.exists():
+        return False
+    return stage.kind == "sft" or int(json.loads(state.read_text())["step"]) >= stage.run.steps
+
+
+def _last_logged(stage_dir: Path) -> dict[str, Any]:
+    """The last metrics a finished stage logged (what its summary showed)."""
+    path = stage_dir / "metrics.jsonl"
+    lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+    return json.loads(lines[-1]) if lines else {}
+
+
 def run_pipeline(pipeline: PipelineConfig, *, resume: bool = False) -> list[dict[str, Any]]:
-    """Runs the stages in order; stage k > 0 starts from stage k − 1's final model."""
+    """Runs the stages in order; stage k > 0 starts from stage k − 1's final model. With
+    `resume`, a finished stage is not run again (the next starts from its final model) and an
+    unfinished one continues from its latest checkpoint."""
+    from reasonrl.trainer.distributed import is_main_process
+
     root = Path(pipeline.output_dir)
     summaries: list[dict[str, Any]] = []
     previous_model: str | None = None
@@ -64,12 +87,17 @@ def run_pipeline(pipeline: PipelineConfig, *, resume: bool = False) -> list[dict
             run=dataclasses.replace(stage.run, output_dir=str(root / name)),
             model=dataclasses.replace(stage.model, name_or_path=previous_model or stage.model.name_or_path),
         )
-        summary = run_stage(stage, resume=resume)
+        summary: dict[str, Any]
+        if resume and finished_stage(stage):
+            final = Path(stage.run.output_dir) / "final"
+            if is_main_process():
+                print(f"--resume: stage {name} finished earlier ({final}); not run again")
+            summary = {"train": _last_logged(Path(stage.run.output_dir)), "model": str(final), "resumed": "finished"}
+        else:
+            summary = run_stage(stage, resume=resume)
         summary["stage"] = name
         summaries.append(summary)
         previous_model = summary["model"]
-    from reasonrl.trainer.distributed import is_main_process
-
     if not is_main_process():
         return summaries
     merge_metrics([root / s["stage"] for s in summaries], root / "metrics.jsonl")

@@ -314,13 +314,18 @@ class RewardSpec:
         """TRL reward-function form: the totals as a list, so a spec can be passed to TRL.
 
         TRL passes data-set columns as keyword arguments; an ``answer`` or ``solution`` column
-        serves as ``answers`` when that is not given.
+        serves as ``answers`` when that is not given. TRL also passes ``prompts``: without
+        ``group_ids``, completions of the same prompt form a group (for ``kimi_length``).
         """
         if "answers" not in kwargs:
             for column in ("answer", "solution"):
                 if column in kwargs:
                     kwargs["answers"] = kwargs[column]
                     break
+        if kwargs.get("group_ids") is None and kwargs.get("prompts") is not None:
+            # A chat prompt is a list of messages: its repr is the key (equal prompts, equal reprs).
+            group_of: dict[str, int] = {}
+            kwargs["group_ids"] = [group_of.setdefault(repr(p), len(group_of)) for p in kwargs["prompts"]]
         return self.score(completions, **kwargs).total.tolist()
 
     def __repr__(self) -> str:

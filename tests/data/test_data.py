@@ -243,6 +243,23 @@ def test_hub_name_goes_to_datasets_with_config_and_split(monkeypatch: pytest.Mon
     assert calls[-1] == ("someone/data", None, "train")
 
 
+def test_a_name_that_is_neither_a_file_nor_a_loadable_data_set_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    def load_dataset(name: str, config: str | None, split: str) -> list[dict[str, Any]]:
+        raise ConnectionError("Couldn't reach 'nope' on the Hub (LocalEntryNotFoundError)")
+
+    monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=load_dataset))
+    with pytest.raises(InvalidInputError, match=r"'nope' is not a local file \(\.jsonl.*ConnectionError: Couldn't reach"):
+        load_examples("nope")
+
+
+def test_cli_reports_a_missing_optional_package_without_a_traceback(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    from reasonrl.cli import main
+
+    monkeypatch.setitem(sys.modules, "datasets", None)
+    assert main(["eval", "--model", "m", "--data", "someone/data", "--split", "test"]) == 1
+    assert "pip install datasets" in capsys.readouterr().err
+
+
 # --------------------------------------------------------------------------------------------
 # Errors, each before any data is used
 
@@ -414,3 +431,19 @@ def test_chat_template_errors() -> None:
         get_template("chat").render(MATH)
     with pytest.raises(InvalidInputError, match="has no chat template"):
         get_template("chat").render(MATH, tiny_tokenizer(None))
+
+
+def test_a_stage_reads_the_splits_its_config_names(tmp_path: Path) -> None:
+    from reasonrl.config import stage_from_dict
+    from reasonrl.pipeline import load_stage_data
+
+    folder = tmp_path / "toyset"
+    folder.mkdir()
+    for split, n in (("train", 3), ("test", 2)):
+        rows = (json.dumps({"prompt": f"{split} {i}", "answer": "1"}) for i in range(n))
+        (folder / f"{split}.jsonl").write_text("\n".join(rows) + "\n")
+    data = {"train": str(folder), "split": "train", "eval": str(folder), "eval_split": "test"}
+    config = stage_from_dict({"model": {"name_or_path": "m"}, "data": data, "reward": {"a": {"kind": "format"}}})
+    train, heldout = load_stage_data(config)
+    assert sorted(e.prompt for e in train) == ["train 0", "train 1", "train 2"]  # (shuffled)
+    assert sorted(e.prompt for e in heldout) == ["test 0", "test 1"]

@@ -125,6 +125,28 @@ def test_chat_message_completions_and_trl_call_form():
     assert spec.__name__ == "reasonrl_reward"
 
 
+def test_trl_call_form_groups_completions_by_prompt_for_the_length_penalty():
+    # TRL passes `prompts` and the data set's columns, never group ids: the completions of
+    # one prompt are a group, as in `score(..., group_ids=...)`.
+    spec = RewardSpec.kimi_long2short(think_in_prompt=False)
+    completions = [R1.format(thought=t, answer=a) for t, a in [("x", "4"), ("x" * 30, "4"), ("y", "5"), ("y" * 9, "7")]]
+    prompts = ["2+2?", "2+2?", [{"role": "user", "content": "3+4?"}], [{"role": "user", "content": "3+4?"}]]
+    answers = ["4", "4", "7", "7"]
+    expected = spec.score(completions, answers=answers, group_ids=[0, 0, 1, 1]).total.tolist()
+    assert spec(completions, prompts=prompts, answer=answers) == expected
+    # Grouped otherwise, the penalty differs: the grouping is what the call used.
+    assert spec.score(completions, answers=answers, group_ids=[0, 1, 2, 3]).total.tolist() != expected
+
+
+def test_math_accuracy_takes_open_r1_solution_column():
+    from reasonrl.math import math_accuracy
+
+    assert math_accuracy(["\\boxed{4}", "5"], solution=["4", "4"]) == [1.0, 0.0]
+    assert math_accuracy(["\\boxed{4}"], answer=["4"], solution=["5"]) == [1.0]  # `answer` wins
+    with pytest.raises(InvalidInputError, match="`answer` \\(or `solution`\\) column"):
+        math_accuracy(["4"])
+
+
 def test_from_config_mapping():
     spec = RewardSpec.from_config({
         "accuracy": {"kind": "math_accuracy", "weight": 2, "timeout_s": 1.0},

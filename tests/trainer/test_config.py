@@ -46,6 +46,29 @@ def test_valid_config_with_overrides(tmp_path):
         (VALID, ["algorithm.mini_batches=3"], r"^algorithm\.mini_batches: 3 does not divide"),
         (VALID, ["eval.ks=[4]"], r"^eval\.ks"),
         (VALID, ["noequals"], r"expected key=value"),
+        # Values out of range, each named before any model loads.
+        (VALID, ["algorithm.beta=-1"], r"^algorithm\.beta: must be >= 0, got -1"),
+        (VALID, ["algorithm.eps_low=-0.5"], r"^algorithm\.eps_low: must be in \[0, 1\)"),
+        (VALID, ["algorithm.eps_low=1"], r"^algorithm\.eps_low: must be in \[0, 1\)"),
+        (VALID, ["algorithm.eps_high=-0.1"], r"^algorithm\.eps_high: must be >= 0"),
+        (VALID, ["optim.warmup_steps=-5"], r"^optim\.warmup_steps: must be >= 0"),
+        (VALID, ["optim.min_lr_ratio=2"], r"^optim\.min_lr_ratio: must be in \[0, 1\]"),
+        (VALID, ["optim.max_grad_norm=0"], r"^optim\.max_grad_norm: must be > 0"),
+        (VALID, ["optim.betas=[0.9, 1.0]"], r"^optim\.betas: each must be in \[0, 1\)"),
+        (VALID, ["eval.temperature=0"], r"^eval\.temperature: must be > 0"),
+        (VALID, ["eval.max_new_tokens=0"], r"^eval\.max_new_tokens: must be >= 1"),
+        (VALID, ["eval.ks=[0]"], r"^eval\.ks\[0\]: must be >= 1"),
+        (VALID, ["data.train_limit=0"], r"^data\.train_limit: must be >= 1"),
+        (VALID, ["run.max_consecutive_nonfinite=0"], r"^run\.max_consecutive_nonfinite: must be >= 1"),
+        (VALID.replace("kind: grpo", "kind: sft"), ["sft.epochs=0"], r"^sft\.epochs: must be >= 1"),
+        (VALID.replace("kind: grpo", "kind: sft"), ["sft.batch_size=0"], r"^sft\.batch_size: must be >= 1"),
+        # What the trainer would only find out after loading the model.
+        (VALID, ["reward.accuracy.kind=math_acuracy"], r"^reward: .*unknown kind 'math_acuracy'"),
+        (VALID, ["reward.accuracy.answer_tags=true"], r"^reward: .*unknown parameter `answer_tags`"),
+        (VALID, ["reward.accuracy.weight=abc"], r"^reward\.accuracy\.weight: expected a number, got 'abc'"),
+        (VALID, ["reward.length.kind=kimi_length", "reward.accuracy.kind=format"], r"^reward: .*add an accuracy component"),
+        (VALID, ["data.template='Q {question}'"], r"^data\.template: .*neither a built-in template"),
+        (VALID, ["model.name_or_path=./no/such/model"], r"^model\.name_or_path: no such folder: \./no/such/model"),
         ("- a\n- b\n", [], r"top level must be a mapping"),
         ("kind: [", [], r"not valid YAML"),
     ],
@@ -53,6 +76,21 @@ def test_valid_config_with_overrides(tmp_path):
 def test_mistakes_are_named(tmp_path, text, overrides, message):
     with pytest.raises(ConfigError, match=message):
         load_config(write(tmp_path, text), overrides)
+
+
+def test_wandb_project_needs_wandb(tmp_path, monkeypatch):
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real_find_spec(name, *a))
+    with pytest.raises(ConfigError, match=r"^run\.wandb_project: wandb is not installed"):
+        load_config(write(tmp_path, VALID), ["run.wandb_project=my-runs"])
+    assert load_config(write(tmp_path, VALID)).run.wandb_project is None
+
+
+def test_reward_weights_written_as_yaml_strings_still_load(tmp_path):
+    config = load_config(write(tmp_path, VALID + "eval: {samples: 2, ks: [1, 2]}\n"), ["reward.accuracy.weight=1e-1"])
+    assert float(config.reward["accuracy"]["weight"]) == 0.1 and config.eval.ks == [1, 2]
 
 
 def test_missing_file(tmp_path):
@@ -67,6 +105,23 @@ def test_pipeline_stages_and_stage_files(tmp_path):
     assert [s.kind for s in pipeline.stages] == ["sft", "grpo"]
     with pytest.raises(ConfigError, match=r"^stages\[1\]\.reward"):
         load_config(write(tmp_path, "stages:\n  - sft.yaml\n  - kind: grpo\n    data: {train: hub/x}\n", "p2.yaml"))
+
+
+def test_pipeline_overrides_reach_every_stage_or_one(tmp_path):
+    write(tmp_path, VALID.replace("kind: grpo", "kind: sft"), "sft.yaml")
+    path = write(tmp_path, "output_dir: out\nstages:\n  - sft.yaml\n  - kind: grpo\n    data: {train: hub/x}\n    reward: {a: {kind: format}}\n")
+    pipeline = load_config(path, ["run.seed=5", "stages.1.run.steps=7", "stages[0].sft.epochs=3", "output_dir=elsewhere"])
+    assert isinstance(pipeline, PipelineConfig) and pipeline.output_dir == "elsewhere"
+    assert [s.run.seed for s in pipeline.stages] == [5, 5]
+    assert [s.run.steps for s in pipeline.stages] == [100, 7] and pipeline.stages[0].sft.epochs == 3
+    for override, message in [
+        ("stages.2.run.steps=1", r"there are 2 stages \(0 to 1\)"),
+        ("stages.one.run.steps=1", r"expected stages\.I\.key=value"),
+        ("run.output_dir=x", r"set output_dir instead"),
+        ("stages.1.run.stepz=1", r"^stages\[1\]\.run\.stepz: unknown key"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            load_config(path, [override])
 
 
 def test_shipped_recipes_load(tmp_path, monkeypatch):

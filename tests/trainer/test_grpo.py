@@ -4,6 +4,7 @@ completion tokens, checkpoints resume exactly, and non-finite losses are skipped
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -121,7 +122,36 @@ def test_resume_continues_exactly(tmp_path, tokenizer, problems, make_trainer):
     for a, b in zip(straight.model.parameters(), resumed.model.parameters()):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     lines = [json.loads(x) for x in (tmp_path / "b" / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert [x["step"] for x in lines if "loss" in x or "reward/total" in x][-1] == 3
+    assert [x["step"] for x in lines if "reward/total" in x] == [1, 2, 3]  # the longer run went on from `final`
+
+
+def test_resume_after_a_crash_logs_each_step_once(tmp_path, tokenizer, problems, make_trainer, capsys):
+    from reasonrl.demo import DemoSettings
+    from reasonrl.demo.run import build_tiny_model
+
+    train, _ = problems
+    settings = DemoSettings(hidden_size=32, layers=2, heads=2)
+    model = lambda: build_tiny_model(len(tokenizer), tokenizer, settings)  # noqa: E731
+
+    torch.manual_seed(0)
+    straight = make_trainer(tmp_path / "a", model(), tokenizer, train, run={"steps": 3})
+    straight.train()
+    # A run that logged step 3 and then died before saving anything after checkpoint-2.
+    torch.manual_seed(0)
+    make_trainer(tmp_path / "b", model(), tokenizer, train, run={"steps": 3, "save_every": 2}).train()
+    shutil.rmtree(tmp_path / "b" / "run" / "final")
+    resumed = make_trainer(tmp_path / "b", model(), tokenizer, train, run={"steps": 3})
+    resumed.train(resume=True)
+    assert "resumed at step 2" in capsys.readouterr().out
+    for a, b in zip(straight.model.parameters(), resumed.model.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    lines = [json.loads(x) for x in (tmp_path / "b" / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines if "reward/total" in x] == [1, 2, 3]
+
+    # Nothing to resume from: said, and the run starts at step 0.
+    fresh = make_trainer(tmp_path / "c", model(), tokenizer, train, run={"steps": 1})
+    fresh.train(resume=True)
+    assert "no checkpoint in" in capsys.readouterr().out and fresh.step == 1
 
 
 def test_final_model_loads_with_from_pretrained(tmp_path, tiny_model, tokenizer, problems, make_trainer):

@@ -4,6 +4,7 @@ and `reasonrl eval` scores a saved model on a local file."""
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 
@@ -12,6 +13,7 @@ import torch
 
 from reasonrl.cli import main
 from reasonrl.config import stage_from_dict
+from reasonrl.errors import InvalidInputError, TrainingError
 from reasonrl.trainer.sft import SFTTrainer
 
 
@@ -46,6 +48,37 @@ def test_sft_lowers_the_loss(tmp_path, tiny_model, tokenizer):
     assert (tmp_path / "sft" / "final" / "model.safetensors").exists()
 
 
+def test_sft_refuses_a_max_length_that_leaves_no_response(tmp_path, tiny_model, tokenizer):
+    pairs = [("12345678+1=?<think>", "x</think>"), ("1+2=?<think>", "3</think>")]
+    long, short = (len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p, _ in pairs)
+    with pytest.raises(InvalidInputError, match=rf"sft.max_length.*shortest has {short} tokens"):
+        SFTTrainer(sft_stage(tmp_path, max_length=short), tiny_model, tokenizer, pairs)
+    # Room for some: the others are left out, with a warning that counts them.
+    with pytest.warns(UserWarning, match="1 of 2 examples are left out"):
+        trainer = SFTTrainer(sft_stage(tmp_path, max_length=long), tiny_model, tokenizer, pairs)
+    assert trainer.pairs == [pairs[1]]
+    trainer.train()
+    logged = [json.loads(line) for line in (tmp_path / "sft" / "metrics.jsonl").read_text().splitlines()]
+    assert all(math.isfinite(m["loss"]) and m["response_tokens"] > 0 for m in logged if "loss" in m)
+
+
+def test_sft_stops_after_several_nonfinite_steps(tmp_path, tiny_model, tokenizer):
+    pairs = [(f"{a}+1=?<think>", f"{a + 1}</think>") for a in range(10, 30)]
+    config = sft_stage(tmp_path, epochs=2, batch_size=2)
+    config.run.max_consecutive_nonfinite = 3
+    trainer = SFTTrainer(config, tiny_model, tokenizer, pairs)
+    before = [p.detach().clone() for p in tiny_model.parameters()]
+    with torch.no_grad():
+        tiny_model.model.norm.weight.fill_(float("nan"))  # every loss from here on is NaN
+    with pytest.raises(TrainingError, match="not finite for 3 steps in a row"):
+        trainer.train()
+    logged = [json.loads(line) for line in (tmp_path / "sft" / "metrics.jsonl").read_text().splitlines()]
+    assert [m["nonfinite_skipped"] for m in logged if "loss" in m] == [1.0, 1.0, 1.0]
+    # No step was taken: every weight but the poisoned one is as it was.
+    changed = [not torch.equal(a, b) for a, b in zip(before, tiny_model.parameters()) if not torch.isnan(b).any()]
+    assert not any(changed)
+
+
 def test_cli_config_error_exits_2_before_loading_anything(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text("kind: grpo\nmodel: {name_or_path: x}\ndata: {train: y}\nreward: {a: {kind: format}}\nalgoritm: {}\n")
@@ -53,6 +86,12 @@ def test_cli_config_error_exits_2_before_loading_anything(tmp_path, capsys):
     assert "config error: algoritm: unknown key" in capsys.readouterr().err
     assert main(["sft", str(bad), "--set", "algoritm=null"]) == 2
     assert main(["train", str(tmp_path / "missing.yaml")]) == 2
+    capsys.readouterr()
+    # A stage run with the other command: the error names the right one.
+    good = tmp_path / "good.yaml"
+    good.write_text("kind: grpo\nmodel: {name_or_path: x}\ndata: {train: y}\nreward: {a: {kind: format}}\n")
+    assert main(["sft", str(good)]) == 2
+    assert "run it with `reasonrl train`" in capsys.readouterr().err
 
 
 def test_cli_eval_on_a_saved_model(tmp_path, tiny_model, tokenizer):
@@ -77,3 +116,66 @@ def test_cli_eval_on_a_saved_model(tmp_path, tiny_model, tokenizer):
 def test_cli_eval_checks_ks(argv, capsys):
     assert main(argv) == 2
     assert "--ks" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("flag", "value", "message"), [
+    ("--samples", "0", "must be >= 1, got 0"), ("--ks", "0", "must be >= 1, got 0"), ("--limit", "-1", "must be >= 1"),
+    ("--max-new-tokens", "0", "must be >= 1"), ("--batch-size", "0", "must be >= 1"),
+    ("--temperature", "0", "must be > 0"), ("--top-p", "1.5", "must be in (0, 1]"),
+])
+def test_cli_eval_rejects_out_of_range_arguments_before_loading(flag, value, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["eval", "--model", "m", "--data", "d", flag, value])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {flag}" in err and message in err
+
+
+def test_pipeline_from_a_local_model_and_its_resume(tmp_path, tiny_model, tokenizer, capsys):
+    """`reasonrl train` on a pipeline (SFT then GRPO) from a saved model and a local JSONL file;
+    `--resume` runs neither finished stage again, and a GRPO stage given more steps continues
+    from its final checkpoint; `--set stages.I.key=value` changes stage I only."""
+    tiny_model.save_pretrained(tmp_path / "model")
+    tokenizer.save_pretrained(tmp_path / "model")
+    data = tmp_path / "problems.jsonl"
+    data.write_text("".join(
+        json.dumps({"prompt": f"{a}+{a}", "answer": str(2 * a), "response": f"{2 * a}</think><answer>{2 * a}</answer>"}) + "\n"
+        for a in range(10, 26)
+    ))
+    quiet = "{tensorboard: false, progress_bar: false, log_completions_every: 0}"
+    config = tmp_path / "pipeline.yaml"
+    config.write_text(f"""
+output_dir: {tmp_path / "runs"}
+stages:
+  - kind: sft
+    name: cold_start
+    model: {{name_or_path: {tmp_path / "model"}}}
+    data: {{train: {data}, template: "{{prompt}}=?<think>"}}
+    sft: {{epochs: 1, batch_size: 8, max_length: 64}}
+    optim: {{lr: 1.0e-3}}
+    run: {quiet}
+  - kind: grpo
+    name: grpo
+    data: {{train: {data}, template: "{{prompt}}=?<think>"}}
+    rollout: {{prompts_per_step: 2, group_size: 2, max_new_tokens: 8}}
+    reward: {{accuracy: {{kind: math_accuracy}}}}
+    optim: {{lr: 1.0e-3, schedule: constant}}
+    run: {quiet}
+""")
+    runs = tmp_path / "runs"
+    assert main(["train", str(config), "--set", "stages.1.run.steps=1"]) == 0
+    sft_metrics = (runs / "cold_start" / "metrics.jsonl").read_text()
+    assert (runs / "grpo" / "final" / "model.safetensors").exists() and (runs / "report.md").exists()
+    capsys.readouterr()
+
+    assert main(["train", str(config), "--set", "stages.1.run.steps=1", "--resume"]) == 0
+    out = capsys.readouterr().out
+    assert "stage cold_start finished earlier" in out and "stage grpo finished earlier" in out
+    assert (runs / "cold_start" / "metrics.jsonl").read_text() == sft_metrics
+
+    assert main(["train", str(config), "--set", "stages.1.run.steps=2", "--resume"]) == 0
+    out = capsys.readouterr().out
+    assert "stage cold_start finished earlier" in out and "resumed at step 1" in out
+    steps = [json.loads(line)["step"] for line in (runs / "grpo" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2]
+    assert (runs / "cold_start" / "metrics.jsonl").read_text() == sft_metrics

@@ -257,5 +257,11 @@ def _read_hub(name: str, split: str | None) -> Iterator[dict[str, Any]]:
             "loading those needs the `datasets` package: `pip install datasets`"
         ) from None
     repo, _, config = name.partition(":")
-    dataset = datasets.load_dataset(repo, config or None, split=split or "train")
+    try:
+        dataset = datasets.load_dataset(repo, config or None, split=split or "train")
+    except Exception as error:  # offline, no such data set, no such split: one message that says which
+        raise InvalidInputError(
+            f"invalid `source`: {name!r} is not a local file ({', '.join(FILE_SUFFIXES)}) or folder, and "
+            f"loading it as a Hugging Face data set failed: {type(error).__name__}: {error}"
+        ) from error
     return (dict(row) for row in dataset)

@@ -134,7 +134,35 @@ def load_trainer_state(
     return dict(payload["state"])
 
 
+def checkpoint_step(directory: Path) -> int:
+    """The step a checkpoint folder was saved at (from its `trainer_state.json`)."""
+    return int(json.loads((Path(directory) / "trainer_state.json").read_text())["step"])
+
+
 def latest_checkpoint(output_dir: Path) -> Path | None:
-    """The `checkpoint-<step>` folder with the highest step, if any."""
-    found = [p for p in Path(output_dir).glob("checkpoint-*") if p.is_dir() and (p / STATE_FILE).exists()]
-    return max(found, key=lambda p: int(p.name.split("-")[-1]), default=None)
+    """The checkpoint with the highest step, if any: a `checkpoint-<step>` folder, or `final`
+    (a finished run's, saved with its optimizer state too, from which a longer run continues);
+    `final` when both are at the same step."""
+    output_dir = Path(output_dir)
+    found = [p for p in output_dir.glob("checkpoint-*") if p.is_dir() and (p / STATE_FILE).exists()]
+    steps = {p: int(p.name.split("-")[-1]) for p in found}
+    final = output_dir / "final"
+    if (final / STATE_FILE).exists() and (final / "trainer_state.json").exists():
+        steps[final] = checkpoint_step(final)
+    return max(steps, key=lambda p: (steps[p], p.name == "final"), default=None)
+
+
+def drop_logged_after(output_dir: Path, step: int) -> None:
+    """Removes from the run's `metrics.jsonl` and `completions.jsonl` the records of steps after
+    `step`: a run resumed from that step logs them again. Rank 0 only."""
+    if not is_main_process():
+        return
+    for name in ("metrics.jsonl", "completions.jsonl"):
+        path = Path(output_dir) / name
+        if not path.exists():
+            continue
+        kept = [line for line in path.read_text(encoding="utf-8").splitlines(keepends=True)
+                if not line.strip() or json.loads(line).get("step", 0) <= step]
+        partial = path.with_name(path.name + ".partial")
+        partial.write_text("".join(kept), encoding="utf-8")
+        partial.replace(path)

@@ -37,7 +37,7 @@ from reasonrl.kernels import grpo_loss, linear_grpo_loss, linear_token_logprobs,
 from reasonrl.rewards import RewardScores, RewardSpec
 from reasonrl.rollout import HFRollout, RolloutBackend, Rollouts, SamplingParams
 from reasonrl.rollout.hf import cache_kwarg
-from reasonrl.trainer.checkpoint import latest_checkpoint, load_model_weights, load_trainer_state, save_checkpoint
+from reasonrl.trainer.checkpoint import drop_logged_after, latest_checkpoint, load_model_weights, load_trainer_state, save_checkpoint
 from reasonrl.trainer.distributed import (
     all_ranks_true,
     all_reduce,
@@ -45,6 +45,7 @@ from reasonrl.trainer.distributed import (
     gather_objects,
     gathered_weights,
     gradient_sync,
+    is_main_process,
     mean_across_ranks,
     rank,
     resolve_strategy,
@@ -665,8 +666,10 @@ class GRPOTrainer:
         return save_checkpoint(directory, self.model, self.tokenizer, optimizer=self.optimizer, scheduler=self.scheduler, state=state)
 
     def resume(self, checkpoint: Path | None = None) -> bool:
-        """Continues from `checkpoint` (default: the latest in the output folder), whatever the
-        number of ranks that wrote it. Under torchrun the folder must be visible to every rank."""
+        """Continues from `checkpoint` (default: the latest in the output folder, `final`
+        included), whatever the number of ranks that wrote it; the metrics and completions
+        logged after its step are dropped (they are logged again). Under torchrun the folder
+        must be visible to every rank. False when there is nothing to resume from."""
         checkpoint = checkpoint or latest_checkpoint(self.output_dir)
         if checkpoint is None:
             return False
@@ -675,6 +678,7 @@ class GRPOTrainer:
         self.step = int(state["step"])
         self.sampler.position = int(state["data_position"])
         self.rollout.sync_weights()  # a backend with its own copy of the weights (vLLM) reloads them
+        drop_logged_after(self.output_dir, self.step)
         return True
 
     def train(self, *, resume: bool = False) -> dict[str, Any]:
@@ -682,7 +686,10 @@ class GRPOTrainer:
         run = self.config.run
         torch.manual_seed(run.seed + rank())
         if resume:
-            self.resume()
+            resumed = self.resume()
+            if is_main_process():
+                print(f"resumed at step {self.step} in {self.output_dir}" if resumed
+                      else f"--resume: no checkpoint in {self.output_dir}; starting from step 0")
         self.model.train()
         history: dict[str, Any] = {}
         with RunLogger(

@@ -8,6 +8,7 @@ learns to stop.
 from __future__ import annotations
 
 import random
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import torch
 
 from reasonrl.config import StageConfig
 from reasonrl.data import Example
-from reasonrl.errors import InvalidInputError
+from reasonrl.errors import InvalidInputError, TrainingError
 from reasonrl.trainer.checkpoint import save_checkpoint
 from reasonrl.trainer.distributed import all_reduce, clip_grad_norm, mean_across_ranks, rank, world_size, wrap_policy
 from reasonrl.trainer.logging import RunLogger
@@ -43,7 +44,7 @@ class SFTTrainer:
             raise InvalidInputError("invalid `pairs`: the SFT set is empty")
         self.config = config
         self.tokenizer = tokenizer
-        self.pairs = list(pairs)
+        self.pairs = self._with_room_for_a_response(list(pairs), config.sft.max_length)
         self.device = next(model.parameters()).device
         self.model = wrap_policy(model, config.distributed)  # unchanged in a single process
         per_rank = -(-len(self.pairs) // world_size())
@@ -51,6 +52,25 @@ class SFTTrainer:
         self.total_steps = self.steps_per_epoch * config.sft.epochs
         self.optimizer, self.scheduler = build_optimizer(model, config.optim, self.total_steps)
         self.output_dir = Path(config.run.output_dir)
+
+    def _with_room_for_a_response(self, pairs: list[tuple[str, str]], max_length: int) -> list[tuple[str, str]]:
+        """`pairs` less those whose prompt alone fills `max_length` tokens: cut there, they have
+        no response token to learn from (their loss would be 0 / 0). Dropping some is a
+        warning; dropping all is an error, before any step is taken."""
+        prompt_lengths = [len(ids) for ids in self.tokenizer([p for p, _ in pairs], add_special_tokens=False)["input_ids"]]
+        kept = [pair for pair, length in zip(pairs, prompt_lengths) if length < max_length]
+        if not kept:
+            raise InvalidInputError(
+                f"invalid `sft.max_length`: {max_length} tokens leave no room for a response: every prompt "
+                f"is at least that long (the shortest has {min(prompt_lengths)} tokens); raise sft.max_length"
+            )
+        if len(kept) < len(pairs):
+            warnings.warn(
+                f"SFT: {len(pairs) - len(kept)} of {len(pairs)} examples are left out: their prompt alone fills "
+                f"sft.max_length ({max_length} tokens; the longest prompt has {max(prompt_lengths)})",
+                stacklevel=3,
+            )
+        return kept
 
     def encode(self, batch: Sequence[tuple[str, str]]) -> dict[str, torch.Tensor]:
         """Right-padded ids, attention mask and labels (-100 on prompt and padding)."""
@@ -74,7 +94,7 @@ class SFTTrainer:
         rng = random.Random(run.seed)
         torch.manual_seed(run.seed + rank())
         self.model.train()
-        step = 0
+        step = nonfinite_in_a_row = 0
         last: dict[str, float] = {}
         with RunLogger(
             self.output_dir, stage=self.config.name or "sft", total_steps=self.total_steps,
@@ -97,14 +117,24 @@ class SFTTrainer:
                     self.optimizer.zero_grad(set_to_none=True)
                     (loss * share).backward()
                     grad_norm = clip_grad_norm(self.model.parameters(), self.config.optim.max_grad_norm)
-                    if torch.isfinite(loss) and torch.isfinite(grad_norm):
+                    # A non-finite loss or gradient skips the update (on every rank alike: the
+                    # gradient norm is the same on all of them).
+                    finite = bool(torch.isfinite(loss * share)) and bool(torch.isfinite(grad_norm))
+                    if finite:
                         self.optimizer.step()
                     self.scheduler.step()
                     step += 1
                     last = mean_across_ranks({
                         "loss": loss.item(), "grad_norm": grad_norm.item(), "lr": float(self.scheduler.get_last_lr()[0]),
                         "response_tokens": float((batch["labels"] != -100).sum()),
+                        "nonfinite_skipped": 0.0 if finite else 1.0,
                     })
                     logger.log(step, last)
+                    nonfinite_in_a_row = 0 if last["nonfinite_skipped"] == 0 else nonfinite_in_a_row + 1
+                    if nonfinite_in_a_row >= run.max_consecutive_nonfinite:
+                        raise TrainingError(
+                            f"the SFT loss or gradient was not finite for {nonfinite_in_a_row} steps in a row "
+                            f"(step {step}); lower optim.lr or use float32"
+                        )
         save_checkpoint(self.output_dir / "final", self.model, self.tokenizer, state={"step": step, "stage": self.config.name})
         return {"train": last, "steps": step}
