@@ -46,6 +46,10 @@ def test_pass_at_k_is_stable_for_large_n() -> None:
         exact = 1 - math.comb(n - c, k) / math.comb(n, k)
         assert pass_at_k(n, c, k) == pytest.approx(exact, rel=1e-9, abs=1e-12)
     assert pass_at_k(10, 3, 1) == 0.3
+    # Huge counts take min(c, k) factors (or log-gamma), never c: these return at once.
+    assert pass_at_k(10**18, 10**12, 2) == pytest.approx(2e-6, rel=1e-5)
+    assert pass_at_k(10**18, 10**12, 10**9) == pytest.approx(1 - math.exp(-1e3), rel=1e-9)
+    assert pass_at_k(4 * 10**7, 2 * 10**7, 2 * 10**6) == pytest.approx(1.0)
 
 
 @pytest.mark.parametrize(

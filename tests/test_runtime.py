@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 import reasonrl
-from reasonrl import RustPanicError
+from reasonrl import InvalidInputError, RustPanicError
+from reasonrl.math import verify_batch
 
 
 def test_panic_on_a_worker_thread_becomes_an_exception():
@@ -41,6 +42,21 @@ def test_thread_count_is_settable_and_results_do_not_depend_on_it():
     finally:
         reasonrl.set_num_threads(0)
     assert reasonrl.get_num_threads() == default
+
+
+def test_absurd_thread_counts_are_refused_and_pools_do_not_pile_up():
+    with pytest.raises(InvalidInputError, match=r"`threads`: must be at most 1024, got 5000"):
+        reasonrl.compute_advantages(np.ones(4), [0, 0, 1, 1], threads=5000)
+    # Many different counts: only a few pools (and their threads) stay alive.
+    def os_threads() -> int:
+        return len(os.listdir(f"/proc/{os.getpid()}/task"))
+
+    before = os_threads()
+    for threads in range(3, 40):  # 20,000 pairs: enough to run on a pool, not inline
+        verify_batch(["1"] * 20_000, ["1"] * 20_000, threads=threads)
+    time.sleep(0.5)  # a dropped pool's workers exit on their own
+    # At most 4 pools of at most 39 threads: well under the ~740 that one pool per count kept.
+    assert os_threads() - before <= 4 * 39, (before, os_threads())
 
 
 def test_default_thread_count_comes_from_environment():

@@ -72,9 +72,17 @@ def pass_at_k(n: int, c: int, k: int) -> float:
         return 1.0
     if k == 1:
         return c / n
+    # C(n−c, k)/C(n, k) as a product of min(c, k) factors: ∏_{i=n−c+1}^{n} (1 − k/i), or
+    # ∏_{j<k} (n−c−j)/(n−j). Past a million factors (absurd sample counts), log-gamma instead.
+    if min(c, k) > 1_000_000:
+        return 1.0 - math.exp(math.lgamma(n - c + 1) - math.lgamma(n - c - k + 1) - math.lgamma(n + 1) + math.lgamma(n - k + 1))
     miss = 1.0
-    for i in range(n - c + 1, n + 1):
-        miss *= 1.0 - k / i
+    if c <= k:
+        for i in range(n - c + 1, n + 1):
+            miss *= 1.0 - k / i
+    else:
+        for j in range(k):
+            miss *= (n - c - j) / (n - j)
     return 1.0 - miss
 
 

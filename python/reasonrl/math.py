@@ -166,6 +166,11 @@ def math_accuracy(
         raise InvalidInputError(
             "invalid `answer`: math_accuracy needs the data set's `answer` (or `solution`) column"
         )
+    for name, values in (("completions", completions), ("answer", answer)):
+        if isinstance(values, (str, bytes, dict)):  # would be read one character / key per completion
+            raise InvalidInputError(f"invalid `{name}`: expected a list, got a {type(values).__name__}")
+    if len(answer) != len(completions):
+        raise InvalidInputError(f"invalid `answer`: {len(answer)} answers for {len(completions)} completions")
     preds = [completion_text(c, i) for i, c in enumerate(completions)]
     verdicts = verify_batch(list(answer), preds, threads=threads, timeout_s=timeout_s)
     return [1.0 if ok else 0.0 for ok in verdicts]

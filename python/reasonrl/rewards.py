@@ -125,6 +125,18 @@ class RewardScores:
         return out
 
 
+def _integer_ids(group_ids: Any) -> list[int]:
+    """Group ids as ints; a fractional, non-finite or non-numeric id is an error, never truncated."""
+    ids = np.asarray(group_ids)
+    if ids.ndim != 1 or not (np.issubdtype(ids.dtype, np.integer) or np.issubdtype(ids.dtype, np.floating)):
+        raise InvalidInputError(f"invalid `group_ids`: expected a 1-D sequence of integers, got dtype {ids.dtype} and shape {ids.shape}")
+    if np.issubdtype(ids.dtype, np.floating) and not (np.isfinite(ids).all() and (ids == np.round(ids)).all()):
+        raise InvalidInputError("invalid `group_ids`: expected integers, got fractional or non-finite values")
+    if ids.size and (ids.min() < 0 or ids.max() > np.iinfo(np.int64).max // 2):
+        raise InvalidInputError(f"invalid `group_ids`: expected ids in [0, 2**62], got {ids.min()}..{ids.max()}")
+    return [int(g) for g in ids.tolist()]
+
+
 def completion_text(completion: Any, index: int = 0) -> str:
     """The text of a completion given as a string or as a chat-message list.
 
@@ -259,15 +271,25 @@ class RewardSpec:
             threads: worker threads for this call.
             **columns: extra data-set columns, passed on to Python reward functions.
         """
+        if isinstance(completions, (str, bytes)):
+            raise InvalidInputError("invalid `completions`: expected a list of completions, got a single string")
         texts = [completion_text(c, i) for i, c in enumerate(completions)]
         # Cheap shape checks first, so a bad batch fails before any Python reward runs.
         given = {"prompts": prompts, "answers": answers, "choices": choices,
                  "gold_choices": gold_choices, "group_ids": group_ids, "lengths": lengths, "tests": tests}
         for argument, values in given.items():
-            if values is not None and len(values) != len(texts):
+            if values is None:
+                continue
+            if isinstance(values, (str, bytes, Mapping)):  # would be read one character / key per completion
+                raise InvalidInputError(
+                    f"invalid `{argument}`: expected a sequence with one entry per completion, got a {type(values).__name__}"
+                )
+            if len(values) != len(texts):
                 raise InvalidInputError(
                     f"invalid `{argument}`: length {len(values)} does not match {len(texts)} completions"
                 )
+        if choices is not None and any(isinstance(c, (str, bytes)) for c in choices):
+            raise InvalidInputError("invalid `choices`: each entry must be a list of options, not a string")
         external = []
         for c in self._python():
             if c.kind == "code_accuracy":
@@ -289,7 +311,7 @@ class RewardSpec:
             answers=None if answers is None else list(answers),
             choices=None if choices is None else [list(c) for c in choices],
             gold_choices=None if gold_choices is None else [_choice_index(g, i) for i, g in enumerate(gold_choices)],
-            group_ids=None if group_ids is None else [int(g) for g in np.asarray(group_ids).tolist()],
+            group_ids=None if group_ids is None else _integer_ids(group_ids),
             lengths=None if lengths is None else [float(x) for x in np.asarray(lengths).tolist()],
             external=external,
             threads=threads,

@@ -447,3 +447,34 @@ def test_a_stage_reads_the_splits_its_config_names(tmp_path: Path) -> None:
     train, heldout = load_stage_data(config)
     assert sorted(e.prompt for e in train) == ["train 0", "train 1", "train 2"]  # (shuffled)
     assert sorted(e.prompt for e in heldout) == ["test 0", "test 1"]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        # A quote left open swallows the lines after it: an error, not fewer rows.
+        (b'prompt,answer\n"a, b",1\n"unterminated,2\nc,3\nd,4\n', r"bad\.csv line 5: .*quote opened and never closed"),
+        (b"prompt,answer\na,1\nb\n", r"bad\.csv line 3: 1 cells, the header has 2"),
+        (b"prompt,answer\na,1,extra\n", r"bad\.csv line 2: 3 cells, the header has 2"),
+        (b"prompt,answer,prompt\na,1,b\n", r"bad\.csv: the header repeats column\(s\) \['prompt'\]"),
+        (b"prompt,answer\na,\xff\n", r"bad\.csv is not UTF-8 text"),
+    ],
+)
+def test_a_malformed_csv_is_an_error_naming_the_line(tmp_path: Path, content: bytes, message: str) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_bytes(content)
+    with pytest.raises(InvalidInputError, match=message):
+        load_examples(path)
+
+
+def test_a_csv_with_a_byte_order_mark_and_blank_lines_loads(tmp_path: Path) -> None:
+    path = tmp_path / "sheet.csv"
+    path.write_bytes(b'\xef\xbb\xbfprompt,answer\n"a, b",1\n\nc,3\n')
+    assert [(e.prompt, e.answer) for e in load_examples(path)] == [("a, b", "1"), ("c", "3")]
+
+
+def test_a_jsonl_file_that_is_not_utf8_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.jsonl"
+    path.write_bytes('{"prompt": "caf\xe9", "answer": "1"}\n'.encode("latin-1"))
+    with pytest.raises(InvalidInputError, match=r"latin1\.jsonl is not UTF-8 text"):
+        load_examples(path)

@@ -256,6 +256,11 @@ def test_matches_trl_grpo_trainer(loss_type, backend):
         ({"eps_low": -0.1}, "eps_low"),
         ({"max_completion_length": 0}, "max_completion_length"),
         ({"entropy": torch.zeros(5, 2)}, "entropy"),
+        # An empty batch has no mean to take: an error, not a NaN loss.
+        ({"logp": torch.zeros(0, 5), "old_logp": None, "ref_logp": None, "advantages": torch.zeros(0),
+          "mask": torch.ones(0, 5)}, "logp"),
+        ({"logp": torch.zeros(2, 0), "old_logp": None, "ref_logp": None, "mask": torch.ones(2, 0),
+          "loss_type": "dr_grpo", "max_completion_length": 4}, "logp"),
     ],
 )
 def test_invalid_input_names_the_argument(change, argument):

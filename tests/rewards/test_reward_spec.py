@@ -147,6 +147,51 @@ def test_math_accuracy_takes_open_r1_solution_column():
         math_accuracy(["4"])
 
 
+@pytest.mark.parametrize(
+    ("completions", "columns", "message"),
+    [
+        ("12", {"answers": ["1", "2"]}, r"`completions`: expected a list of completions, got a single string"),
+        (["1", "2"], {"answers": "12"}, r"`answers`: expected a sequence with one entry per completion, got a str"),
+        (["1", "2"], {"answers": {"a": "1", "b": "2"}}, r"`answers`: .* got a dict"),
+        (["1", "2"], {"answers": ["1", "2"], "group_ids": [0.5, 1.7]}, r"`group_ids`: expected integers, got fractional"),
+        (["1", "2"], {"answers": ["1", "2"], "group_ids": [0, float("nan")]}, r"`group_ids`: expected integers"),
+        (["1", "2"], {"answers": ["1", "2"], "group_ids": [-1, 0]}, r"`group_ids`: expected ids in \[0, 2\*\*62\]"),
+        (["1", "2"], {"answers": ["1", "2"], "group_ids": ["a", "b"]}, r"`group_ids`: expected a 1-D sequence of integers"),
+        (["1"], {"choices": ["xy"], "gold_choices": [0]}, r"`choices`: each entry must be a list of options"),
+    ],
+)
+def test_a_column_in_the_wrong_shape_is_refused_not_reinterpreted(completions, columns, message):
+    spec = RewardSpec([Component("acc", "math_accuracy"), Component("choice", "choice_accuracy"), Component("len", "kimi_length")])
+    with pytest.raises(InvalidInputError, match=message):
+        spec.score(completions, **columns)
+
+
+def test_integer_valued_float_group_ids_are_accepted():
+    spec = RewardSpec.kimi_long2short(think_in_prompt=False)
+    completions = [R1.format(thought="x", answer="4"), R1.format(thought="x" * 9, answer="4")]
+    as_floats = spec.score(completions, answers=["4", "4"], group_ids=np.array([3.0, 3.0])).total
+    np.testing.assert_array_equal(as_floats, spec.score(completions, answers=["4", "4"], group_ids=[3, 3]).total)
+
+
+def test_a_timeout_no_duration_can_hold_is_an_error_not_a_rust_panic():
+    # 1e20 s once overflowed Rust's Duration inside the component's constructor: a panic, which
+    # PyO3 raises as a BaseException that `except Exception` does not catch.
+    for timeout in (1e20, 1e30, float("inf")):
+        with pytest.raises(InvalidInputError, match="timeout_s"):
+            RewardSpec([Component("acc", "math_accuracy", 1.0, {"timeout_s": timeout})])
+    with pytest.raises(InvalidInputError, match="timeout_s"):
+        RewardSpec.from_config({"accuracy": {"kind": "math_accuracy", "timeout_s": 1e30}})
+
+
+def test_math_accuracy_refuses_a_string_for_a_list():
+    from reasonrl.math import math_accuracy
+
+    with pytest.raises(InvalidInputError, match=r"`answer`: expected a list, got a str"):
+        math_accuracy(["1", "2"], "12")
+    with pytest.raises(InvalidInputError, match=r"`answer`: 1 answers for 2 completions"):
+        math_accuracy(["1", "2"], ["1"])
+
+
 def test_from_config_mapping():
     spec = RewardSpec.from_config({
         "accuracy": {"kind": "math_accuracy", "weight": 2, "timeout_s": 1.0},

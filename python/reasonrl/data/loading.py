@@ -173,7 +173,18 @@ def _read_file(path: Path) -> Iterator[dict[str, Any]]:
     if suffix == ".parquet":
         # Checked now, not when the generator first runs, so the error comes before any work.
         _import_pyarrow()
-    return _READERS[suffix](path)
+    return _decoded(path, _READERS[suffix](path))
+
+
+def _decoded(path: Path, rows: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """`rows`, with a file that is not UTF-8 text reported by name rather than as a bare
+    UnicodeDecodeError."""
+    try:
+        yield from rows
+    except UnicodeDecodeError as error:
+        raise InvalidInputError(
+            f"invalid data: {path.name} is not UTF-8 text (byte {error.start} of a chunk: {error.reason})"
+        ) from None
 
 
 def read_jsonl(path: Path, what: str = "data") -> Iterator[tuple[int, dict[str, Any]]]:
@@ -223,10 +234,33 @@ def _read_json(path: Path) -> Iterator[dict[str, Any]]:
 
 
 def _read_csv(path: Path) -> Iterator[dict[str, Any]]:
+    """Rows of a CSV file with a header line. A row whose cell count differs from the header's
+    (a missing or extra comma, or a quote left open that swallowed the lines after it) is an
+    error naming its line, never a silently merged or shortened row."""
     import csv
 
-    with path.open(encoding="utf-8", newline="") as f:
-        yield from csv.DictReader(f)
+    # utf-8-sig: a byte-order mark (as spreadsheet programs write) is not part of the first name.
+    with path.open(encoding="utf-8-sig", newline="") as f:
+        reader = csv.reader(f, strict=True)
+        try:
+            header = next(reader, None)
+            if header is None:
+                return
+            repeated = sorted({name for name in header if header.count(name) > 1})
+            if repeated:
+                raise InvalidInputError(f"invalid data: {path.name}: the header repeats column(s) {repeated}")
+            for row in reader:
+                if not row:  # a blank line
+                    continue
+                if len(row) != len(header):
+                    raise InvalidInputError(
+                        f"invalid data: {path.name} line {reader.line_num}: {len(row)} cells, the header has "
+                        f"{len(header)} (a missing or extra comma, or an unclosed quote?)"
+                    )
+                yield dict(zip(header, row))
+        except csv.Error as error:
+            hint = " (a quote opened and never closed?)" if "end of data" in str(error) else ""
+            raise InvalidInputError(f"invalid data: {path.name} line {reader.line_num}: {error}{hint}") from None
 
 
 def _import_pyarrow() -> Any:

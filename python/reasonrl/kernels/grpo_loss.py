@@ -350,6 +350,9 @@ def _check_inputs(
 ) -> GRPOLossConfig:
     """Validate the loss inputs (`logp` is [B, T]) and return the config."""
     check_float(logp_name, logp, ndim=(2,))
+    if logp.shape[0] == 0 or logp.shape[1] == 0:
+        # Every loss type divides by rows or tokens: an empty batch has no loss to average.
+        raise InvalidInputError(f"invalid `{logp_name}`: an empty batch (B = {logp.shape[0]}, T = {logp.shape[1]})")
     for name, value in (("old_logp", old_logp), ("ref_logp", ref_logp), ("entropy", entropy)):
         if value is not None:
             check_float(name, value)

@@ -203,9 +203,11 @@ class _LinearGRPOLoss(torch.autograd.Function):
 
 
 def _check_linear(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor) -> None:
-    if hidden.dim() < 1:
-        raise InvalidInputError("invalid `hidden`: expected [..., H]")
+    if hidden.dim() < 1 or hidden.shape[-1] == 0:
+        raise InvalidInputError(f"invalid `hidden`: expected [..., H] with H >= 1, got {tuple(hidden.shape)}")
     check_float("lm_head_weight", weight, ndim=(2,))
+    if weight.shape[0] == 0:
+        raise InvalidInputError("invalid `lm_head_weight`: an empty vocabulary (V = 0)")
     if weight.shape[1] != hidden.shape[-1]:
         raise InvalidInputError(
             f"invalid `lm_head_weight`: expected [V, H] with H = {hidden.shape[-1]} (from `hidden`), "

@@ -14,11 +14,20 @@ use rayon::ThreadPool;
 use crate::error::{Error, Result};
 
 /// Pools by thread count, so alternating `threads=` arguments do not rebuild pools; all of them
-/// belong to the process `owner_pid`.
+/// belong to the process `owner_pid`. At most [`MAX_POOLS`] are kept (`order`: least recently
+/// used first), so a caller trying many counts does not pile up idle threads.
 struct Pools {
     by_threads: HashMap<usize, Arc<ThreadPool>>,
+    order: Vec<usize>,
     owner_pid: u32,
 }
+
+/// Pools kept alive at once; a dropped pool's threads exit once its in-flight calls finish.
+const MAX_POOLS: usize = 4;
+
+/// The most worker threads one call may ask for: far above any core count, far below the
+/// point where starting them exhausts the process.
+pub const MAX_THREADS: usize = 1024;
 
 static POOLS: Mutex<Option<Pools>> = Mutex::new(None);
 /// 0 = "not set": use `default_threads()`.
@@ -55,6 +64,12 @@ pub fn num_threads() -> usize {
 /// else `num_threads()`.
 pub fn install<R: Send>(threads: Option<usize>, op: impl FnOnce() -> R + Send) -> Result<R> {
     let threads = threads.filter(|&n| n > 0).unwrap_or_else(num_threads);
+    if threads > MAX_THREADS {
+        return Err(Error::invalid(
+            "threads",
+            format!("must be at most {MAX_THREADS}, got {threads}"),
+        ));
+    }
     let pool = pool_with(threads)?;
     Ok(pool.install(op))
 }
@@ -72,6 +87,12 @@ pub fn install_sized<R: Send>(
     op: impl FnOnce() -> R + Send,
 ) -> Result<R> {
     let threads = threads.filter(|&n| n > 0).unwrap_or_else(num_threads);
+    if threads > MAX_THREADS {
+        return Err(Error::invalid(
+            "threads",
+            format!("must be at most {MAX_THREADS}, got {threads}"),
+        ));
+    }
     if items < SERIAL_BELOW || threads == 1 {
         Ok(op())
     } else {
@@ -110,9 +131,19 @@ fn pool_with(threads: usize) -> Result<Arc<ThreadPool>> {
         // try to wake them. Leaking a few small allocations per fork is the safe choice.
         std::mem::forget(pools.take());
     }
-    let pools = pools.get_or_insert_with(|| Pools { by_threads: HashMap::new(), owner_pid: pid });
+    let pools = pools.get_or_insert_with(|| Pools {
+        by_threads: HashMap::new(),
+        order: Vec::new(),
+        owner_pid: pid,
+    });
+    pools.order.retain(|&n| n != threads);
+    pools.order.push(threads);
     if let Some(pool) = pools.by_threads.get(&threads) {
         return Ok(pool.clone());
+    }
+    while pools.order.len() > MAX_POOLS {
+        let oldest = pools.order.remove(0);
+        pools.by_threads.remove(&oldest);
     }
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
@@ -152,6 +183,17 @@ mod tests {
         assert!(install_sized(Some(2), SERIAL_BELOW, rayon::current_thread_index)
             .unwrap()
             .is_some());
+    }
+
+    #[test]
+    fn a_few_pools_are_kept_and_absurd_thread_counts_refused() {
+        for threads in 2..=9 {
+            assert_eq!(install(Some(threads), rayon::current_num_threads).unwrap(), threads);
+            assert!(lock(&POOLS).as_ref().unwrap().by_threads.len() <= MAX_POOLS);
+        }
+        let error = install(Some(MAX_THREADS + 1), || ()).unwrap_err();
+        assert!(error.to_string().contains("threads"), "{error}");
+        assert!(install_sized(Some(MAX_THREADS + 1), 1, || ()).is_err());
     }
 
     #[test]

@@ -1,12 +1,14 @@
 //! `score_rewards`: a whole batch through a `RewardSpec` in one GIL-free call.
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyArrayMethods};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyFloat, PyInt, PyList, PyString};
 use reasonrl_core::rewards::{self, Batch, Component, Param, RewardSpec};
 use reasonrl_core::Error;
 
-use crate::errors::to_py_err;
+use crate::errors::{panic_to_py_err, to_py_err};
 use crate::runtime::run_detached;
 use crate::texts::extract_texts;
 
@@ -50,9 +52,16 @@ fn extract_spec(components: &Bound<'_, PyAny>) -> PyResult<RewardSpec> {
                 Ok((key, value))
             })
             .collect::<PyResult<Vec<_>>>()?;
-        built.push(Component::new(&name, &kind, weight, &params).map_err(to_py_err)?);
+        // Construction runs no batch work, but a panic in it must still not reach Python.
+        let component =
+            catch_unwind(AssertUnwindSafe(|| Component::new(&name, &kind, weight, &params)))
+                .map_err(panic_to_py_err)?
+                .map_err(to_py_err)?;
+        built.push(component);
     }
-    RewardSpec::new(built).map_err(to_py_err)
+    catch_unwind(AssertUnwindSafe(|| RewardSpec::new(built)))
+        .map_err(panic_to_py_err)?
+        .map_err(to_py_err)
 }
 
 /// `(components [K, N], total [N])`.

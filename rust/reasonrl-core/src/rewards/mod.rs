@@ -150,6 +150,9 @@ impl<'a> Params<'a> {
     }
 }
 
+/// The longest per-answer verification budget a component accepts (a day).
+const MAX_TIMEOUT_S: f64 = 86_400.0;
+
 impl Component {
     /// Builds a component from its kind name and parameters (see the Python docs of
     /// `reasonrl.rewards` for every kind's parameters and defaults).
@@ -161,13 +164,16 @@ impl Component {
         let kind = match kind {
             "math_accuracy" => {
                 let seconds = p.number("timeout_s", 1.0)?;
-                if seconds <= 0.0 {
-                    return Err(p.error(format!("`timeout_s` must be > 0, got {seconds}")));
-                }
-                Kind::MathAccuracy {
-                    timeout: Duration::from_secs_f64(seconds),
-                    answer_tag: p.boolean("answer_tag", false)?,
-                }
+                // try_: a number of seconds too large for a Duration is an error, not a panic.
+                let timeout = Duration::try_from_secs_f64(seconds)
+                    .ok()
+                    .filter(|t| !t.is_zero() && seconds <= MAX_TIMEOUT_S)
+                    .ok_or_else(|| {
+                        p.error(format!(
+                            "`timeout_s` must be in (0, {MAX_TIMEOUT_S}], got {seconds}"
+                        ))
+                    })?;
+                Kind::MathAccuracy { timeout, answer_tag: p.boolean("answer_tag", false)? }
             }
             "choice_accuracy" => Kind::ChoiceAccuracy,
             "format" => Kind::Format {
@@ -478,6 +484,17 @@ mod tests {
 
     fn strings(items: &[&str]) -> Vec<String> {
         items.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn timeouts_a_duration_cannot_hold_are_errors_not_panics() {
+        for seconds in [1e20, f64::INFINITY, f64::NAN, 0.0, -1.0, 86_401.0] {
+            let params = vec![("timeout_s".to_string(), Param::Number(seconds))];
+            let error = Component::new("acc", "math_accuracy", 1.0, &params).unwrap_err();
+            assert!(error.to_string().contains("timeout_s"), "{seconds}: {error}");
+        }
+        let params = vec![("timeout_s".to_string(), Param::Number(86_400.0))];
+        assert!(Component::new("acc", "math_accuracy", 1.0, &params).is_ok());
     }
 
     #[test]
