@@ -47,6 +47,16 @@ def test_thread_count_is_settable_and_results_do_not_depend_on_it():
 def test_absurd_thread_counts_are_refused_and_pools_do_not_pile_up():
     with pytest.raises(InvalidInputError, match=r"`threads`: must be at most 1024, got 5000"):
         reasonrl.compute_advantages(np.ones(4), [0, 0, 1, 1], threads=5000)
+    for call in (
+        lambda: reasonrl.compute_advantages(np.ones(4), [0, 0, 1, 1], threads=-1),
+        lambda: verify_batch(["1"], ["1"], threads=-1),
+        lambda: reasonrl.set_num_threads(-1),
+    ):
+        with pytest.raises(InvalidInputError, match=r"`threads`: must be >= 1 \(or None"):
+            call()
+    with pytest.raises(InvalidInputError, match=r"`threads`: must be at most 1024"):
+        reasonrl.set_num_threads(5000)
+    assert reasonrl.get_num_threads() >= 1  # unchanged by the refused calls
     # Many different counts: only a few pools (and their threads) stay alive.
     def os_threads() -> int:
         return len(os.listdir(f"/proc/{os.getpid()}/task"))

@@ -6,7 +6,7 @@ use reasonrl_core::advantages::{self, Estimator};
 use reasonrl_core::Error;
 
 use crate::errors::to_py_err;
-use crate::runtime::run_detached_sized;
+use crate::runtime::{run_detached_sized, thread_count};
 
 /// A float32 or float64 rewards array, borrowed without copying.
 enum Rewards<'py> {
@@ -65,8 +65,9 @@ pub fn compute_advantages<'py>(
     group_ids: &Bound<'py, PyAny>,
     estimator: &str,
     eps: f64,
-    threads: Option<usize>,
+    threads: Option<i64>,
 ) -> PyResult<Bound<'py, PyArray1<f32>>> {
+    let threads = thread_count(threads)?;
     let estimator: Estimator = estimator.parse().map_err(to_py_err)?;
     let rewards = extract_rewards(rewards)?;
     let group_ids = extract_group_ids(group_ids)?;
@@ -95,8 +96,9 @@ pub fn filter_groups<'py>(
     py: Python<'py>,
     rewards: &Bound<'py, PyAny>,
     group_ids: &Bound<'py, PyAny>,
-    threads: Option<usize>,
+    threads: Option<i64>,
 ) -> PyResult<Bound<'py, PyArray1<bool>>> {
+    let threads = thread_count(threads)?;
     let rewards = extract_rewards(rewards)?;
     let group_ids = extract_group_ids(group_ids)?;
     let ids = contiguous(&group_ids, "group_ids")?;

@@ -11,7 +11,7 @@ use reasonrl_core::sandbox::{self, Limits};
 use reasonrl_core::Error;
 
 use crate::errors::to_py_err;
-use crate::runtime::run_detached;
+use crate::runtime::{run_detached, thread_count};
 
 /// `(status, tests_passed, tests_total, wall_time_s, stderr_tail)` per program.
 type ResultTuple = (&'static str, usize, usize, f64, String);
@@ -50,8 +50,9 @@ pub fn run_code_tests(
     timeout_s: f64,
     memory_mb: u64,
     max_output_mb: u64,
-    threads: Option<usize>,
+    threads: Option<i64>,
 ) -> PyResult<Vec<ResultTuple>> {
+    let threads = thread_count(threads)?;
     let tests: Vec<Tests> =
         tests.iter().enumerate().map(|(i, t)| extract_tests(i, t)).collect::<PyResult<_>>()?;
     if !(timeout_s.is_finite() && timeout_s > 0.0 && timeout_s <= 86_400.0) {

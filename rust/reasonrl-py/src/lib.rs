@@ -17,8 +17,14 @@ use reasonrl_core::parallel;
 /// Sets the worker threads used by every batch call (0 restores the default: the
 /// `REASONRL_NUM_THREADS` environment variable, else the number of CPUs).
 #[pyfunction]
-fn set_num_threads(threads: usize) {
-    parallel::set_num_threads(threads);
+fn set_num_threads(threads: i64) -> PyResult<()> {
+    let count = crate::runtime::thread_count(Some(threads))?;
+    if let Some(n) = count.filter(|&n| n > parallel::MAX_THREADS) {
+        let reason = format!("must be at most {}, got {n}", parallel::MAX_THREADS);
+        return Err(errors::to_py_err(reasonrl_core::Error::invalid("threads", reason)));
+    }
+    parallel::set_num_threads(count.unwrap_or(0));
+    Ok(())
 }
 
 /// The worker threads the next batch call will use.

@@ -7,6 +7,19 @@ use reasonrl_core::parallel;
 
 use crate::errors::{panic_to_py_err, to_py_err};
 
+/// A `threads=` argument as the pool takes it: None or 0 (the configured count), or a positive
+/// number of workers; a negative count is an error naming the argument (not an OverflowError).
+pub fn thread_count(threads: Option<i64>) -> PyResult<Option<usize>> {
+    match threads {
+        None | Some(0) => Ok(None),
+        Some(n) if n > 0 => Ok(Some(usize::try_from(n).unwrap_or(usize::MAX))),
+        Some(n) => Err(to_py_err(reasonrl_core::Error::invalid(
+            "threads",
+            format!("must be >= 1 (or None for the configured count), got {n}"),
+        ))),
+    }
+}
+
 /// Runs `work` with the GIL released on a pool of `threads` workers (default: the configured
 /// count). Core errors become their Python exception; a panic becomes `RustPanicError`.
 ///
