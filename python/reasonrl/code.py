@@ -270,6 +270,9 @@ def code_reward(
         for name in ("timeout_s", "memory_mb", "max_output_mb", "threads", "interpreter")
         if name in kwargs
     }
+    for name, values in (("completions", completions), ("tests", tests)):
+        if isinstance(values, (str, bytes)):  # would be read one character per completion
+            raise InvalidInputError(f"invalid `{name}`: expected a list with one entry per completion, got a string")
     programs = [extract_code(completion_text(c, i)) for i, c in enumerate(completions)]
     if len(programs) != len(tests):
         raise InvalidInputError(

@@ -48,6 +48,8 @@ raises :class:`reasonrl.InvalidInputError` before any work is done.
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -89,6 +91,18 @@ class Component:
     fn: RewardFunction | None = None
 
     def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not isinstance(self.kind, str):
+            raise InvalidInputError(
+                f"invalid `components`: a component's name and kind must be strings, got {self.name!r} and {self.kind!r}"
+            )
+        if isinstance(self.weight, bool) or not isinstance(self.weight, numbers.Real) or not math.isfinite(self.weight):
+            raise InvalidInputError(
+                f"invalid `components`: component {self.name!r}: weight must be a finite number, got {self.weight!r}"
+            )
+        if not isinstance(self.params, Mapping):
+            raise InvalidInputError(
+                f"invalid `components`: component {self.name!r}: params must be a mapping, got {type(self.params).__name__}"
+            )
         if self.kind == "python" and not callable(self.fn):
             raise InvalidInputError(
                 f"invalid `components`: component {self.name!r} of kind 'python' needs a callable `fn`"
@@ -197,12 +211,22 @@ class RewardSpec:
     @classmethod
     def from_config(cls, config: Mapping[str, Mapping[str, Any]]) -> RewardSpec:
         """From ``{name: {"kind": ..., "weight": ..., other params}}`` (the YAML form)."""
+        if not isinstance(config, Mapping):
+            raise InvalidInputError(f"invalid `config`: expected a mapping of components, got {type(config).__name__}")
         components = []
         for name, entry in config.items():
+            if not isinstance(entry, Mapping):
+                raise InvalidInputError(
+                    f"invalid `config`: component {name!r}: expected a mapping such as {{kind: math_accuracy}}, got {entry!r}"
+                )
             entry = dict(entry)
             kind = entry.pop("kind", name)
             weight = entry.pop("weight", 1.0)
-            components.append(Component(name, kind, float(weight), entry))
+            try:
+                weight = float(weight)  # YAML reads 1e-1 (no dot) as a string
+            except (TypeError, ValueError):
+                raise InvalidInputError(f"invalid `config`: component {name!r}: weight must be a number, got {weight!r}") from None
+            components.append(Component(name, kind, weight, entry))
         return cls(components)
 
     @classmethod
@@ -320,12 +344,16 @@ class RewardSpec:
 
     @staticmethod
     def _python_values(name: str, values: Any, n: int) -> list[float]:
+        if isinstance(values, (str, bytes)):
+            raise InvalidInputError(f"invalid `external`: reward function {name!r} returned a string, not a list of numbers")
         try:
             out = [float("nan") if v is None else float(v) for v in values]
-        except (TypeError, ValueError) as error:
+        except (TypeError, ValueError, OverflowError) as error:
             raise InvalidInputError(
                 f"invalid `external`: reward function {name!r} returned a non-number ({error})"
             ) from None
+        if any(math.isinf(v) for v in out):  # None / NaN is "no reward"; ±inf would poison the group
+            raise InvalidInputError(f"invalid `external`: reward function {name!r} returned an infinite reward")
         if len(out) != n:
             raise InvalidInputError(
                 f"invalid `external`: reward function {name!r} returned {len(out)} values for {n} completions"

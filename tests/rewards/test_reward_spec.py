@@ -285,3 +285,37 @@ def test_code_accuracy_runs_the_tests_in_the_sandbox():
         spec.score([good])
     with pytest.raises(InvalidInputError, match="unknown parameter"):
         RewardSpec([Component("code", "code_accuracy", 1.0, {"timeout": 5})])
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: Component("a", "format", "x"), r"weight must be a finite number, got 'x'"),
+        (lambda: Component("a", "format", float("inf")), r"weight must be a finite number"),
+        (lambda: Component("a", "format", 1.0, None), r"params must be a mapping"),
+        (lambda: Component("a", ["format"]), r"name and kind must be strings"),
+        (lambda: RewardSpec.from_config([1, 2]), r"`config`: expected a mapping of components, got list"),
+        (lambda: RewardSpec.from_config({"format": None}), r"component 'format': expected a mapping"),
+        (lambda: RewardSpec.from_config({"format": {"weight": "heavy"}}), r"weight must be a number, got 'heavy'"),
+    ],
+)
+def test_a_malformed_component_is_a_named_error(build, message):
+    with pytest.raises(InvalidInputError, match=message):
+        build()
+
+
+@pytest.mark.parametrize(
+    ("returned", "message"),
+    [("11", "returned a string"), ([float("inf"), 0.0], "returned an infinite reward"), ([10**400, 0], "returned a non-number")],
+)
+def test_a_python_reward_returning_junk_is_refused(returned, message):
+    spec = RewardSpec([Component("mine", "python", fn=lambda completions, **_: returned)])
+    with pytest.raises(InvalidInputError, match=message):
+        spec.score(["a", "b"])
+
+
+def test_code_reward_refuses_a_string_for_its_tests():
+    from reasonrl.code import code_reward
+
+    with pytest.raises(InvalidInputError, match=r"`tests`: expected a list with one entry per completion, got a string"):
+        code_reward(["```python\nx = 1\n```"], "assert 1")
