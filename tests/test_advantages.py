@@ -123,6 +123,11 @@ def test_accepts_lists_torch_tensors_and_any_integer_dtype():
     np.testing.assert_array_equal(
         compute_advantages(torch.tensor(rewards, dtype=torch.bfloat16).float(), torch.tensor([0, 0, 1, 1])), expected
     )
+    # bfloat16 itself (numpy has no such dtype): widened exactly, as float32 rewards.
+    np.testing.assert_array_equal(
+        compute_advantages(torch.tensor(rewards, dtype=torch.bfloat16), [0, 0, 1, 1]),
+        compute_advantages(np.array(rewards, dtype=np.float32), [0, 0, 1, 1]),
+    )
     np.testing.assert_array_equal(compute_advantages(np.array(rewards), np.array([0, 0, 1, 1], dtype=np.uint8)), expected)
     # Non-contiguous input is copied, not rejected.
     np.testing.assert_array_equal(compute_advantages(np.repeat(rewards, 2)[::2], [0, 0, 1, 1]), expected)

@@ -27,7 +27,10 @@ _TensorOrArray = TypeVar("_TensorOrArray", "np.ndarray[Any, Any]", "torch.Tensor
 def _as_numpy(value: Any, name: str) -> np.ndarray[Any, Any]:
     """A read-only view of ``value`` as numpy; torch tensors are moved to the CPU first."""
     if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch.Tensor, without importing torch
-        value = value.detach().cpu().numpy()
+        value = value.detach().cpu()
+        if str(value.dtype) == "torch.bfloat16":  # numpy has no bfloat16: widen (exactly) first
+            value = value.float()
+        value = value.numpy()
     try:
         array = np.asarray(value)
     except (TypeError, ValueError) as error:

@@ -478,3 +478,15 @@ def test_a_jsonl_file_that_is_not_utf8_is_named(tmp_path: Path) -> None:
     path.write_bytes('{"prompt": "caf\xe9", "answer": "1"}\n'.encode("latin-1"))
     with pytest.raises(InvalidInputError, match=r"latin1\.jsonl is not UTF-8 text"):
         load_examples(path)
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [('{"prompt": ' + "[" * 100_000 + "]" * 100_000 + ', "answer": "1"}', "RecursionError"),
+     ('{"prompt": "a", "answer": ' + "9" * 5000 + "}", "ValueError: Exceeds the limit")],
+)
+def test_a_jsonl_line_json_cannot_read_is_named(tmp_path: Path, line: str, reason: str) -> None:
+    path = tmp_path / "odd.jsonl"
+    path.write_text('{"prompt": "ok", "answer": "1"}\n' + line + "\n")
+    with pytest.raises(InvalidInputError, match=rf"odd\.jsonl line 2 cannot be read \({reason}"):
+        load_examples(path)

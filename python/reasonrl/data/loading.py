@@ -200,6 +200,10 @@ def read_jsonl(path: Path, what: str = "data") -> Iterator[tuple[int, dict[str, 
                 raise InvalidInputError(
                     f"invalid {what}: {path.name} line {line_number} is not valid JSON ({error.msg})"
                 ) from None
+            except (RecursionError, ValueError) as error:  # nested too deep; an integer of > 4300 digits
+                raise InvalidInputError(
+                    f"invalid {what}: {path.name} line {line_number} cannot be read ({type(error).__name__}: {error})"
+                ) from None
             if not isinstance(row, dict):
                 raise InvalidInputError(
                     f"invalid {what}: {path.name} line {line_number} is a JSON {type(row).__name__}, "
