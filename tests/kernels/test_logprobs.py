@@ -128,6 +128,9 @@ def test_torch_backend_is_the_reference():
         ({"targets": torch.zeros(4, dtype=torch.int64)}, "targets"),
         ({"targets": torch.zeros(3)}, "targets"),
         ({"temperature": 0.0}, "temperature"),
+        ({"temperature": "1"}, "temperature"),
+        ({"temperature": None}, "temperature"),
+        ({"temperature": float("nan")}, "temperature"),
         ({"backend": "cuda"}, "backend"),
     ],
 )

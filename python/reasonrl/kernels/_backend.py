@@ -89,6 +89,12 @@ def check_float(name: str, tensor: Any, ndim: tuple[int, ...] | None = None) -> 
     return tensor
 
 
+def check_temperature(temperature: Any) -> None:
+    """The sampling temperature: a finite real number > 0."""
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 < temperature < float("inf"):
+        raise InvalidInputError(f"invalid `temperature`: expected a number > 0, got {temperature!r}")
+
+
 def check_same_shape(name: str, tensor: torch.Tensor, like_name: str, like: torch.Tensor) -> None:
     if tensor.shape != like.shape:
         raise InvalidInputError(

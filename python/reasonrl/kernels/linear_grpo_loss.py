@@ -29,7 +29,7 @@ import torch
 
 from reasonrl.errors import InvalidInputError
 
-from ._backend import check_float, check_targets, resolve_backend
+from ._backend import check_float, check_targets, check_temperature, resolve_backend
 from .grpo_loss import (
     GRPOLossConfig,
     TokenTerms,
@@ -326,8 +326,7 @@ def _linear_config(
     backend: str,
     hidden: torch.Tensor,
 ) -> LinearConfig:
-    if not temperature > 0:
-        raise InvalidInputError(f"invalid `temperature`: expected > 0, got {temperature}")
+    check_temperature(temperature)
     if chunk_tokens is not None and not (isinstance(chunk_tokens, int) and chunk_tokens > 0):
         raise InvalidInputError(f"invalid `chunk_tokens`: expected a positive int, got {chunk_tokens!r}")
     return LinearConfig(loss, float(temperature), with_entropy, chunk_tokens, resolve_backend(backend, hidden))

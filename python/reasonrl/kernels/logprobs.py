@@ -24,7 +24,7 @@ import torch
 
 from reasonrl.errors import InvalidInputError
 
-from ._backend import check_float, check_targets, resolve_backend, tl, triton
+from ._backend import check_float, check_targets, check_temperature, resolve_backend, tl, triton
 
 __all__ = ["token_logprobs", "token_logprobs_ref"]
 
@@ -320,8 +320,7 @@ def token_logprobs(
     if logits.dim() < 1 or logits.shape[-1] == 0:
         raise InvalidInputError(f"invalid `logits`: need a vocabulary dimension, got {tuple(logits.shape)}")
     check_targets("targets", targets, logits.shape[:-1], logits.device)
-    if not temperature > 0:
-        raise InvalidInputError(f"invalid `temperature`: expected > 0, got {temperature}")
+    check_temperature(temperature)
     if resolve_backend(backend, logits) == "torch":
         return token_logprobs_ref(logits, targets, temperature=temperature, with_entropy=with_entropy)
 
