@@ -221,6 +221,14 @@ def run_tests(
         raise InvalidInputError(
             "invalid `programs`/`tests`: expected sequences (one entry per program), got a str"
         )
+    for index, program in enumerate(programs):
+        if not isinstance(program, str):
+            raise InvalidInputError(f"invalid `programs`: entry {index} is a {type(program).__name__}, expected a str")
+    for name, number, kind in (("timeout_s", timeout_s, float), ("memory_mb", memory_mb, int), ("max_output_mb", max_output_mb, int)):
+        if isinstance(number, bool) or not isinstance(number, (int, float)) or (kind is int and number != int(number)):
+            raise InvalidInputError(f"invalid `{name}`: expected {'a number' if kind is float else 'a whole number'}, got {number!r}")
+        if not 0 < number < float("inf") or (kind is int and number > 2**40):  # 2**40 MB: no machine has more
+            raise InvalidInputError(f"invalid `{name}`: expected a number > 0 (and at most 2**40 for sizes), got {number!r}")
     _warn_once_about_missing_protections()
     path, expose = _interpreter_paths(interpreter)
     raw = _core.run_code_tests(
@@ -248,6 +256,8 @@ def extract_code(text: str) -> str:
     Blocks tagged with another language (```` ```text ````, ```` ```bash ````) are skipped when
     a Python or untagged block exists. Returns ``""`` when there is no fenced block.
     """
+    if not isinstance(text, str):
+        raise InvalidInputError(f"invalid `text`: expected a str, got {type(text).__name__}")
     blocks = _FENCE.findall(text)
     python = [code for tag, code in blocks if tag.lower() in ("", "python", "py", "python3")]
     chosen = python or [code for _, code in blocks]

@@ -176,3 +176,24 @@ def test_gil_is_released_and_concurrency_is_bounded():
     assert all(isinstance(r, CodeResult) and r.passed for r in results)
     assert elapsed >= 1.0, elapsed
     assert ticks > 100, ticks
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"programs": [None]}, r"`programs`: entry 0 is a NoneType"),
+        ({"programs": [b"x = 1"]}, r"`programs`: entry 0 is a bytes"),
+        ({"timeout_s": "x"}, r"`timeout_s`: expected a number, got 'x'"),
+        ({"timeout_s": float("nan")}, r"`timeout_s`: expected a number > 0"),
+        ({"memory_mb": 1.9}, r"`memory_mb`: expected a whole number, got 1.9"),
+        ({"memory_mb": -1}, r"`memory_mb`: expected a number > 0"),
+        ({"memory_mb": 2**70}, r"`memory_mb`: .*at most 2\*\*40"),
+        ({"max_output_mb": 0}, r"`max_output_mb`: expected a number > 0"),
+    ],
+)
+def test_bad_arguments_are_named_before_anything_runs(kwargs, message):
+    call = {"programs": ["x = 1"], "tests": ["assert x == 1"], **kwargs}
+    with pytest.raises(InvalidInputError, match=message):
+        run_tests(call.pop("programs"), call.pop("tests"), **call)
+    with pytest.raises(InvalidInputError, match=r"`text`: expected a str"):
+        extract_code(None)
