@@ -490,3 +490,13 @@ def test_a_jsonl_line_json_cannot_read_is_named(tmp_path: Path, line: str, reaso
     path.write_text('{"prompt": "ok", "answer": "1"}\n' + line + "\n")
     with pytest.raises(InvalidInputError, match=rf"odd\.jsonl line 2 cannot be read \({reason}"):
         load_examples(path)
+
+
+def test_mbpp_split_with_a_task_id_that_is_not_a_number_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "mbpp.jsonl"
+    row = {"task_id": "abc", "text": "Write f.", "code": "def f(): pass", "test_list": ["assert f() is None"]}
+    path.write_text(json.dumps(row) + "\n")
+    with pytest.raises(InvalidInputError, match=r"row 1: `task_id` must be an integer, got 'abc'"):
+        load_examples(path, format="mbpp", split="test")
+    with pytest.raises(InvalidInputError, match=r"invalid `format`: unknown format \['gsm8k'\]"):
+        load_examples(path, format=["gsm8k"])  # type: ignore[arg-type]

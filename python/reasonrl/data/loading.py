@@ -97,7 +97,7 @@ def load_examples(
         if example is None:
             skipped += 1
             continue
-        if task_ids is not None and int(row["task_id"]) not in task_ids:
+        if task_ids is not None and _task_id(row, number, source) not in task_ids:
             continue
         examples.append(example)
         if stop_at is not None and len(examples) >= stop_at:
@@ -109,13 +109,24 @@ def load_examples(
     return examples if limit is None else examples[:limit]
 
 
+def _task_id(row: dict[str, Any], number: int, source: Any) -> int:
+    """An MBPP row's integer `task_id`, or an error naming the row."""
+    value = row.get("task_id")
+    try:
+        if isinstance(value, bool) or value is None:
+            raise ValueError
+        return int(value)
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"invalid data: {source} row {number}: `task_id` must be an integer, got {value!r}") from None
+
+
 def _converter(format: str | None, fields: Mapping[str, str] | None) -> RowConverter:
     if format is not None and fields is not None:
         raise InvalidInputError(
             "invalid `fields`: give either `format` (a preset) or `fields` (a column mapping), not both"
         )
     if format is not None:
-        if format not in FORMATS:
+        if not isinstance(format, str) or format not in FORMATS:
             raise InvalidInputError(
                 f"invalid `format`: unknown format {format!r}; expected one of {sorted(FORMATS)} "
                 "or None with a `fields` mapping"
