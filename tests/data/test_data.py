@@ -500,3 +500,10 @@ def test_mbpp_split_with_a_task_id_that_is_not_a_number_is_named(tmp_path: Path)
         load_examples(path, format="mbpp", split="test")
     with pytest.raises(InvalidInputError, match=r"invalid `format`: unknown format \['gsm8k'\]"):
         load_examples(path, format=["gsm8k"])  # type: ignore[arg-type]
+
+
+def test_a_nan_answer_is_a_missing_answer_not_the_text_nan(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "with_nan.jsonl"
+    path.write_text('{"prompt": "a", "answer": NaN}\n{"prompt": "b", "answer": "2"}\n')
+    assert [(e.prompt, e.answer) for e in load_examples(path)] == [("b", "2")]
+    assert "skipped 1 row(s) with an empty gold answer" in caplog.text

@@ -8,6 +8,7 @@ cannot be used for training or evaluation (an empty gold answer), which the load
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -41,6 +42,14 @@ def _text(row: Mapping[str, Any], name: str, number: int) -> str:
     return value
 
 
+def _missing(answer: Any) -> bool:
+    """No gold answer: None, blank text, or NaN (JSON's non-standard NaN, a spreadsheet's empty
+    cell) — never the gold answer "nan"."""
+    if isinstance(answer, float) and math.isnan(answer):
+        return True
+    return answer is None or not str(answer).strip()
+
+
 def _rest(row: Mapping[str, Any], used: Sequence[str]) -> dict[str, Any]:
     return {key: value for key, value in row.items() if key not in used}
 
@@ -66,7 +75,7 @@ def _problem_with_answer(id_column: str) -> RowConverter:
 
     def convert(row: Mapping[str, Any], number: int, id_prefix: str) -> Example | None:
         answer = _column(row, "answer", number)
-        if answer is None or not str(answer).strip():
+        if _missing(answer):
             return None
         row_id = row.get(id_column) or f"{id_prefix}/{number - 1}"
         meta = _rest(row, ("problem", "answer", id_column))
@@ -230,7 +239,7 @@ def mapped_converter(fields: Mapping[str, str]) -> RowConverter:
         values = {key: _column(row, column, number) for key, column in fields.items()}
         answer = values.get("answer")
         if "answer" in fields:
-            if answer is None or not str(answer).strip():
+            if _missing(answer):
                 return None
             if isinstance(answer, bool) or not isinstance(answer, (str, int, float)):
                 raise InvalidInputError(
