@@ -90,6 +90,13 @@ def test_stop_strings_end_a_row_without_marking_it_truncated(model, tokenizer):
     assert not stopped.truncated[0]
     for text, full in zip(stopped.texts, free.texts):
         assert full.startswith(text)  # the stop only cuts, never changes a row
+    # The stopped row's mask ends at the stop string's last token: the padding after it is not
+    # part of the completion (it would be trained on and counted in its length).
+    length = int(stopped.completion_mask[0].sum())
+    assert tokenizer.decode(stopped.completion_ids[0, :length]) == stopped.texts[0]
+    assert length == len(tokenizer(stopped.texts[0], add_special_tokens=False)["input_ids"])
+    assert (stopped.completion_ids[0, length:] == tokenizer.pad_token_id).all()
+    assert int(stopped.lengths[0]) == length
 
 
 def test_sampled_first_tokens_follow_the_tempered_distribution(model, tokenizer):

@@ -194,3 +194,52 @@ def test_sampler_is_deterministic_and_covers_the_data():
         assert batch == b.next_step()
         seen += [e.id for e in batch]
     assert sorted(seen[:10]) == sorted(str(i) for i in range(10))  # one epoch is a permutation
+
+
+def test_logged_lr_is_the_one_the_step_trained_with(tmp_path, tiny_model, tokenizer, problems, make_trainer):
+    train, _ = problems
+    trainer = make_trainer(tmp_path, tiny_model, tokenizer, train, optim={"lr": 1e-3, "schedule": "constant", "warmup_steps": 4})
+    seen: list[float] = []
+    step = trainer.optimizer.step
+
+    def recording_step(*args, **kwargs):
+        seen.append(trainer.optimizer.param_groups[0]["lr"])
+        return step(*args, **kwargs)
+
+    trainer.optimizer.step = recording_step
+    logged = [trainer.train_step()["lr"] for _ in range(3)]
+    assert logged == pytest.approx([2.5e-4, 5e-4, 7.5e-4])  # warm-up: (step + 1) / 4 of 1e-3
+    assert seen == pytest.approx(logged)
+
+
+def test_per_token_metrics_do_not_count_mini_batches_without_rows(tmp_path, tiny_model, tokenizer, problems, make_stage):
+    # Rewards vary in the first prompt's group only: with 4 mini-batches of 2 rows, some
+    # mini-batches have no row with a nonzero advantage and run no forward pass.
+    train, _ = problems
+
+    def first_group_only(completions, prompts, **_):
+        return [float(i % 2) if prompt == prompts[0] else 0.0 for i, prompt in enumerate(prompts)]
+
+    from reasonrl.rewards import Component, RewardSpec
+
+    entropy = {}
+    for mini_batches in (1, 4):
+        torch.manual_seed(0)
+        config = make_stage(tmp_path / str(mini_batches), rollout={"prompts_per_step": 4, "group_size": 2},
+                            algorithm={"mini_batches": mini_batches, "micro_batch_size": 1}, optim={"lr": 1e-9})
+        spec = RewardSpec([Component("mine", "python", fn=first_group_only)])
+        trainer = GRPOTrainer(config, tiny_model, tokenizer, train, template=get_template(PROMPT_TEMPLATE), reward_spec=spec)
+        metrics = trainer.train_step()
+        assert metrics["rows_in_loss"] == 8 and metrics["zero_advantage_rows"] == 6
+        entropy[mini_batches] = metrics["entropy"]
+    assert entropy[4] == pytest.approx(entropy[1], rel=1e-4)
+
+
+def test_the_last_step_is_evaluated_once(tmp_path, tiny_model, tokenizer, problems, make_stage):
+    train, heldout = problems
+    config = make_stage(tmp_path, run={"steps": 2}, eval={"every": 1, "samples": 2, "ks": [1, 2]})
+    trainer = GRPOTrainer(config, tiny_model, tokenizer, train, eval_examples=heldout, template=get_template(PROMPT_TEMPLATE))
+    result = trainer.train()
+    logged = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in logged] == [1, 2] and all("eval/pass@1" in m for m in logged)
+    assert result["eval"]["pass@1"] == logged[-1]["eval/pass@1"]

@@ -179,3 +179,15 @@ stages:
     steps = [json.loads(line)["step"] for line in (runs / "grpo" / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2]
     assert (runs / "cold_start" / "metrics.jsonl").read_text() == sft_metrics
+
+
+def test_sft_logs_the_lr_each_step_trained_with(tmp_path, tiny_model, tokenizer):
+    config = stage_from_dict({
+        "kind": "sft", "name": "sft", "model": {"name_or_path": "test:tiny"}, "data": {"train": "test:x"},
+        "sft": {"epochs": 1, "batch_size": 2}, "optim": {"lr": 1e-3, "warmup_steps": 4, "schedule": "constant"},
+        "run": {"output_dir": str(tmp_path / "sft"), "tensorboard": False, "progress_bar": False},
+    })
+    pairs = [(f"{a}+1=?<think>", f"{a + 1}</think>") for a in range(10, 16)]
+    SFTTrainer(config, tiny_model, tokenizer, pairs).train()
+    logged = [json.loads(line)["lr"] for line in (tmp_path / "sft" / "metrics.jsonl").read_text().splitlines()]
+    assert logged == pytest.approx([2.5e-4, 5e-4, 7.5e-4])  # warm-up: (step + 1) / 4 of 1e-3

@@ -218,9 +218,10 @@ class HFRollout:
     def _completion_mask(self, completion_ids: torch.Tensor, sampling: SamplingParams) -> tuple[torch.Tensor, torch.Tensor]:
         """[N, T] mask up to and including the first EOS, and [N] whether there was none.
 
-        Generation pads a row after its EOS, so the first EOS ends the completion; a row without
-        one ran out of `max_new_tokens` (or stopped on a stop string, which counts as finished
-        when the decoded text ends with it). Such a row is exactly as wide as the longest one.
+        Generation pads a row after its EOS, so the first EOS ends the completion. A row without
+        one either stopped on a stop string (its decoded text ends with one: it is finished, and
+        its mask ends at its last generated token, the padding after it left out) or ran out of
+        `max_new_tokens` (truncated: all T columns are its own).
         """
         is_eos = torch.isin(completion_ids, torch.tensor(self.eos_ids, device=completion_ids.device))
         N, T = completion_ids.shape
@@ -232,7 +233,13 @@ class HFRollout:
         if sampling.stop:
             texts = self.tokenizer.batch_decode(completion_ids * mask, skip_special_tokens=True)
             stopped = torch.tensor([t.rstrip().endswith(tuple(sampling.stop)) for t in texts], device=mask.device)
+            stopped &= truncated  # only rows without an EOS end on a stop string
             truncated &= ~stopped
+            # Both decode paths pad a stopped row after its last token: the stop string's end.
+            generated = completion_ids != self.tokenizer.pad_token_id  # [N, T]
+            last = T - 1 - generated.flip(dims=[1]).int().argmax(dim=1)  # [N] last non-pad column
+            end = torch.where(stopped, last, first_eos)  # [N]
+            mask = (positions <= end[:, None]).long()
         return mask, truncated
 
 

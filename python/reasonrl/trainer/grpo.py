@@ -438,7 +438,7 @@ class GRPOTrainer:
         `pack`), so all ranks run the same micro-batches and meet in the same collectives."""
         a = self.config.algorithm
         sums: dict[str, float] = {}
-        updates = skipped_rows = 0
+        updates = skipped_rows = passes_with_rows = 0
         for _ in range(a.num_iterations):
             order = torch.randperm(len(batch), device=self.device)
             for chunk in order.chunk(a.mini_batches):
@@ -479,6 +479,7 @@ class GRPOTrainer:
                     token_share = float(micro.completion_mask.sum()) / max(metric_tokens, 1.0) * world_size()
                     for key, value in metrics.items():
                         sums[key] = sums.get(key, 0.0) + float(value) * token_share
+                passes_with_rows += bool(len(in_loss))
                 if not len(in_loss):
                     # A zero gradient, as the full backward would have left: AdamW still moves
                     # the weights by its momentum and weight decay.
@@ -501,7 +502,12 @@ class GRPOTrainer:
         if updates:  # a step whose updates were all skipped leaves the schedule where it was
             self.scheduler.step()
             self.rollout.sync_weights()
-        out = {k: v / max(updates, 1) for k, v in sums.items() if k != "nonfinite_skipped"}
+        # Loss and grad norm: means over optimizer steps. The per-token metrics (entropy, kl,
+        # clip fractions): means over the mini-batches whose rows ran, the only ones that add them.
+        out = {
+            k: v / max(updates if k in ("loss", "grad_norm") else passes_with_rows, 1)
+            for k, v in sums.items() if k != "nonfinite_skipped"
+        }
         out["nonfinite_skipped"] = sums.get("nonfinite_skipped", 0.0)
         out["optimizer_steps"] = float(updates)
         # Rows left out of the forward/backward passes (zero advantage), per pass over the batch.
@@ -566,6 +572,7 @@ class GRPOTrainer:
                 for key in ("rollout/logp_abs_diff", "rollout/tis_weight_mean"):
                     if key in sampler_metrics:
                         sampler_metrics[key] *= token_share
+        lr = float(self.scheduler.get_last_lr()[0])  # this step's: the update moves the schedule on
         with timed("update"):
             update_metrics = self.update(batch) if len(batch) else {"optimizer_steps": 0.0, "nonfinite_skipped": 0.0}
 
@@ -578,7 +585,7 @@ class GRPOTrainer:
             "response_length/max": float(lengths.max()),
             "truncated_rate": float(rollouts.truncated.float().mean()),
             "rows_in_loss": float(batch.real_rows),
-            "lr": float(self.scheduler.get_last_lr()[0]),
+            "lr": lr,
             **timings,
         }
         if self._accuracy_name is not None:
@@ -692,6 +699,7 @@ class GRPOTrainer:
                       else f"--resume: no checkpoint in {self.output_dir}; starting from step 0")
         self.model.train()
         history: dict[str, Any] = {}
+        last_eval: tuple[int, EvalResult] | None = None  # (step, result) of the latest evaluation
         with RunLogger(
             self.output_dir, stage=self.config.name or "grpo", total_steps=run.steps,
             tensorboard=run.tensorboard, wandb_project=run.wandb_project, progress_bar=run.progress_bar,
@@ -700,16 +708,21 @@ class GRPOTrainer:
                 metrics = self.train_step()
                 self.step += 1
                 if self.config.eval.every and self.eval_examples and self.step % self.config.eval.every == 0:
-                    metrics.update(self.evaluate().metrics())
+                    last_eval = (self.step, self.evaluate())
+                    metrics.update(last_eval[1].metrics())
                 logger.log(self.step, metrics)
                 if run.log_completions_every and self.step % run.log_completions_every == 0:
                     logger.log_completions(self.step, self._last_samples)
                 if run.save_every and self.step % run.save_every == 0:
                     self.save(self.output_dir / f"checkpoint-{self.step}")
                 history = metrics
-            final_eval = self.evaluate() if self.eval_examples else None
-            if final_eval is not None:
-                logger.log(self.step, final_eval.metrics())
+            final_eval = None
+            if self.eval_examples:
+                if last_eval is not None and last_eval[0] == self.step:
+                    final_eval = last_eval[1]  # the last step was just evaluated (and logged)
+                else:
+                    final_eval = self.evaluate()
+                    logger.log(self.step, final_eval.metrics())
         self.save(self.output_dir / "final")
         return {"train": history, "eval": final_eval.summary if final_eval is not None else None}
 

@@ -120,12 +120,13 @@ class SFTTrainer:
                     # A non-finite loss or gradient skips the update (on every rank alike: the
                     # gradient norm is the same on all of them).
                     finite = bool(torch.isfinite(loss * share)) and bool(torch.isfinite(grad_norm))
+                    lr = float(self.scheduler.get_last_lr()[0])  # this step's, before the schedule moves on
                     if finite:  # a skipped step leaves the schedule where it was, as in GRPO
                         self.optimizer.step()
                         self.scheduler.step()
                     step += 1
                     last = mean_across_ranks({
-                        "loss": loss.item(), "grad_norm": grad_norm.item(), "lr": float(self.scheduler.get_last_lr()[0]),
+                        "loss": loss.item(), "grad_norm": grad_norm.item(), "lr": lr,
                         "response_tokens": float((batch["labels"] != -100).sum()),
                         "nonfinite_skipped": 0.0 if finite else 1.0,
                     })
