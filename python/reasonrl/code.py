@@ -224,11 +224,15 @@ def run_tests(
     for index, program in enumerate(programs):
         if not isinstance(program, str):
             raise InvalidInputError(f"invalid `programs`: entry {index} is a {type(program).__name__}, expected a str")
-    for name, number, kind in (("timeout_s", timeout_s, float), ("memory_mb", memory_mb, int), ("max_output_mb", max_output_mb, int)):
-        if isinstance(number, bool) or not isinstance(number, (int, float)) or (kind is int and number != int(number)):
-            raise InvalidInputError(f"invalid `{name}`: expected {'a number' if kind is float else 'a whole number'}, got {number!r}")
-        if not 0 < number < float("inf") or (kind is int and number > 2**40):  # 2**40 MB: no machine has more
-            raise InvalidInputError(f"invalid `{name}`: expected a number > 0 (and at most 2**40 for sizes), got {number!r}")
+    if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)):
+        raise InvalidInputError(f"invalid `timeout_s`: expected a number, got {timeout_s!r}")
+    if not 0 < timeout_s < float("inf"):
+        raise InvalidInputError(f"invalid `timeout_s`: expected a number > 0, got {timeout_s!r}")
+    for name, size in (("memory_mb", memory_mb), ("max_output_mb", max_output_mb)):
+        if isinstance(size, bool) or not (isinstance(size, int) or (isinstance(size, float) and size.is_integer())):
+            raise InvalidInputError(f"invalid `{name}`: expected a whole number, got {size!r}")
+        if not 0 < size <= 2**40:  # 2**40 MB: no machine has more
+            raise InvalidInputError(f"invalid `{name}`: expected a number > 0 (and at most 2**40 for sizes), got {size!r}")
     _warn_once_about_missing_protections()
     path, expose = _interpreter_paths(interpreter)
     raw = _core.run_code_tests(

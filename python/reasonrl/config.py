@@ -297,17 +297,8 @@ class StageConfig:
         from reasonrl.errors import InvalidInputError
         from reasonrl.rewards import RewardSpec
 
-        for name, component in self.reward.items():
-            weight = component.get("weight", 1.0)
-            try:
-                float(weight)  # YAML reads 1e-1 (no dot) as a string
-                number = not isinstance(weight, bool)
-            except (TypeError, ValueError):
-                number = False
-            if not number:
-                raise ConfigError(f"reward.{name}.weight: expected a number, got {weight!r}")
         try:
-            RewardSpec.from_config(self.reward)  # its errors name the component
+            RewardSpec.from_config(self.reward)  # its errors name the component (weights included)
         except (InvalidInputError, TypeError, ValueError) as error:
             raise ConfigError(f"reward: {error}") from None
 

@@ -57,10 +57,12 @@ def run_stage(config: StageConfig, *, resume: bool = False) -> dict[str, Any]:
 def finished_stage(stage: StageConfig) -> bool:
     """Whether `stage` (its output folder set) has saved its final model at its last step.
     A GRPO stage whose `run.steps` was raised since is not finished: it continues."""
-    state = Path(stage.run.output_dir) / "final" / "trainer_state.json"
-    if not state.exists():
+    from reasonrl.trainer.checkpoint import checkpoint_step
+
+    final = Path(stage.run.output_dir) / "final"
+    if not (final / "trainer_state.json").exists():
         return False
-    return stage.kind == "sft" or int(json.loads(state.read_text())["step"]) >= stage.run.steps
+    return stage.kind == "sft" or checkpoint_step(final) >= stage.run.steps
 
 
 def _last_logged(stage_dir: Path) -> dict[str, Any]:

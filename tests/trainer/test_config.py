@@ -65,7 +65,7 @@ def test_valid_config_with_overrides(tmp_path):
         # What the trainer would only find out after loading the model.
         (VALID, ["reward.accuracy.kind=math_acuracy"], r"^reward: .*unknown kind 'math_acuracy'"),
         (VALID, ["reward.accuracy.answer_tags=true"], r"^reward: .*unknown parameter `answer_tags`"),
-        (VALID, ["reward.accuracy.weight=abc"], r"^reward\.accuracy\.weight: expected a number, got 'abc'"),
+        (VALID, ["reward.accuracy.weight=abc"], r"^reward: .*component 'accuracy': weight must be a number, got 'abc'"),
         (VALID, ["reward.length.kind=kimi_length", "reward.accuracy.kind=format"], r"^reward: .*add an accuracy component"),
         (VALID, ["data.template='Q {question}'"], r"^data\.template: .*neither a built-in template"),
         (VALID, ["model.name_or_path=./no/such/model"], r"^model\.name_or_path: no such folder: \./no/such/model"),

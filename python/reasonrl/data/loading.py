@@ -112,12 +112,11 @@ def load_examples(
 def _task_id(row: dict[str, Any], number: int, source: Any) -> int:
     """An MBPP row's integer `task_id`, or an error naming the row."""
     value = row.get("task_id")
-    try:
-        if isinstance(value, bool) or value is None:
-            raise ValueError
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
         return int(value)
-    except (TypeError, ValueError):
-        raise InvalidInputError(f"invalid data: {source} row {number}: `task_id` must be an integer, got {value!r}") from None
+    raise InvalidInputError(f"invalid data: {source} row {number}: `task_id` must be an integer, got {value!r}")
 
 
 def _converter(format: str | None, fields: Mapping[str, str] | None) -> RowConverter:

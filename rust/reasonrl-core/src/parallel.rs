@@ -47,9 +47,27 @@ pub fn default_threads() -> usize {
     })
 }
 
-/// Sets the number of worker threads for later batch calls; 0 restores the default.
-pub fn set_num_threads(threads: usize) {
+/// Sets the number of worker threads for later batch calls; 0 restores the default. More than
+/// [`MAX_THREADS`] is an error (and changes nothing).
+pub fn set_num_threads(threads: usize) -> Result<()> {
+    check_thread_count(threads)?;
     *lock(&REQUESTED_THREADS) = threads;
+    Ok(())
+}
+
+fn check_thread_count(threads: usize) -> Result<usize> {
+    if threads > MAX_THREADS {
+        return Err(Error::invalid(
+            "threads",
+            format!("must be at most {MAX_THREADS}, got {threads}"),
+        ));
+    }
+    Ok(threads)
+}
+
+/// The worker count of one call: `threads` if given (and > 0), else `num_threads()`; checked.
+fn resolve_threads(threads: Option<usize>) -> Result<usize> {
+    check_thread_count(threads.filter(|&n| n > 0).unwrap_or_else(num_threads))
 }
 
 /// The number of worker threads the next batch call will use.
@@ -63,14 +81,7 @@ pub fn num_threads() -> usize {
 /// Runs `op` inside the pool (so `par_iter` in `op` uses it), with `threads` workers if given,
 /// else `num_threads()`.
 pub fn install<R: Send>(threads: Option<usize>, op: impl FnOnce() -> R + Send) -> Result<R> {
-    let threads = threads.filter(|&n| n > 0).unwrap_or_else(num_threads);
-    if threads > MAX_THREADS {
-        return Err(Error::invalid(
-            "threads",
-            format!("must be at most {MAX_THREADS}, got {threads}"),
-        ));
-    }
-    let pool = pool_with(threads)?;
+    let pool = pool_with(resolve_threads(threads)?)?;
     Ok(pool.install(op))
 }
 
@@ -86,13 +97,7 @@ pub fn install_sized<R: Send>(
     items: usize,
     op: impl FnOnce() -> R + Send,
 ) -> Result<R> {
-    let threads = threads.filter(|&n| n > 0).unwrap_or_else(num_threads);
-    if threads > MAX_THREADS {
-        return Err(Error::invalid(
-            "threads",
-            format!("must be at most {MAX_THREADS}, got {threads}"),
-        ));
-    }
+    let threads = resolve_threads(threads)?;
     if items < SERIAL_BELOW || threads == 1 {
         Ok(op())
     } else {
@@ -194,6 +199,7 @@ mod tests {
         let error = install(Some(MAX_THREADS + 1), || ()).unwrap_err();
         assert!(error.to_string().contains("threads"), "{error}");
         assert!(install_sized(Some(MAX_THREADS + 1), 1, || ()).is_err());
+        assert!(set_num_threads(MAX_THREADS + 1).is_err());
     }
 
     #[test]

@@ -19,12 +19,7 @@ use reasonrl_core::parallel;
 #[pyfunction]
 fn set_num_threads(threads: i64) -> PyResult<()> {
     let count = crate::runtime::thread_count(Some(threads))?;
-    if let Some(n) = count.filter(|&n| n > parallel::MAX_THREADS) {
-        let reason = format!("must be at most {}, got {n}", parallel::MAX_THREADS);
-        return Err(errors::to_py_err(reasonrl_core::Error::invalid("threads", reason)));
-    }
-    parallel::set_num_threads(count.unwrap_or(0));
-    Ok(())
+    parallel::set_num_threads(count.unwrap_or(0)).map_err(errors::to_py_err)
 }
 
 /// The worker threads the next batch call will use.
