@@ -152,6 +152,7 @@ def test_large_batch_matches_reference():
         (["a", "b"], [0, 0], {}, "rewards"),
         ([1.0, 2.0], [0.5, 1.5], {}, "group_ids"),
         ([1.0, float("inf")], [0, 0], {}, "rewards"),
+        ([1.0, -1e308], [0, 0], {}, "rewards"),  # its sums would overflow: refused, not 0 or NaN
         ([1.0, 2.0], [0, 0], {"estimator": "ppo"}, "estimator"),
         ([1.0, 2.0], [0, 0], {"eps": -1.0}, "eps"),
         ([1.0, 2.0], [0, 0], {"eps": float("nan")}, "eps"),

@@ -56,6 +56,23 @@ def test_absurd_thread_counts_are_refused_and_pools_do_not_pile_up():
             call()
     with pytest.raises(InvalidInputError, match=r"`threads`: must be at most 1024"):
         reasonrl.set_num_threads(5000)
+    # Beyond 64 bits, and not an int at all: named errors, not a bare OverflowError.
+    for call in (
+        lambda: reasonrl.compute_advantages(np.ones(4), [0, 0, 1, 1], threads=2**70),
+        lambda: verify_batch(["1"], ["1"], threads=2**70),
+        lambda: reasonrl.set_num_threads(2**70),
+    ):
+        with pytest.raises(InvalidInputError, match=r"`threads`: must be at most 1024, got an int beyond 64 bits"):
+            call()
+    with pytest.raises(InvalidInputError, match=r"`threads`: must be >= 1 .*negative int beyond 64 bits"):
+        reasonrl.compute_advantages(np.ones(4), [0, 0, 1, 1], threads=-(2**70))
+    for bad, kind in ((2.5, "float"), ("3", "str")):
+        with pytest.raises(TypeError, match=rf"threads must be an int or None, got {kind}"):
+            reasonrl.compute_advantages(np.ones(4), [0, 0, 1, 1], threads=bad)
+    # numpy integers count as ints.
+    np.testing.assert_array_equal(
+        reasonrl.compute_advantages(np.ones(4), [0, 0, 1, 1], threads=np.int64(2)), np.zeros(4, np.float32)
+    )
     assert reasonrl.get_num_threads() >= 1  # unchanged by the refused calls
     # Many different counts: only a few pools (and their threads) stay alive.
     def os_threads() -> int:

@@ -97,7 +97,11 @@ class AlgorithmConfig:
     num_iterations: int = 1  # μ: optimisation passes over each batch of rollouts
     mini_batches: int = 1  # optimizer steps per pass
     micro_batch_size: int = 16  # sequences per forward/backward (gradient accumulation below)
-    dynamic_sampling: bool = False  # DAPO: drop groups whose rewards are all equal
+    # DAPO's dynamic sampling: groups whose rewards are all equal (no signal) leave the batch,
+    # and more prompts are sampled, a step's worth at a time, until the step holds
+    # rollout.prompts_per_step groups with signal or max_sampling_rounds rounds have run.
+    dynamic_sampling: bool = False
+    max_sampling_rounds: int = 4
     kernel_backend: Literal["auto", "triton", "torch"] = "auto"
     # Truncated importance sampling (TIS): when the rollout backend reports the log-probs its
     # sampler used (vLLM), each token's loss is multiplied by min(p_trainer / p_sampler, tis_cap)
@@ -213,6 +217,7 @@ class StageConfig:
             "algorithm.num_iterations": self.algorithm.num_iterations,
             "algorithm.mini_batches": self.algorithm.mini_batches,
             "algorithm.micro_batch_size": self.algorithm.micro_batch_size,
+            "algorithm.max_sampling_rounds": self.algorithm.max_sampling_rounds,
             "run.steps": self.run.steps,
             "eval.samples": self.eval.samples,
         }

@@ -132,11 +132,29 @@ class RewardScores:
     components: dict[str, np.ndarray[Any, np.dtype[np.float64]]]
 
     def metrics(self, prefix: str = "reward/") -> dict[str, float]:
-        """Batch means for logging (NaN values left out)."""
-        out = {f"{prefix}total": float(np.nanmean(self.total)) if self.total.size else 0.0}
+        """Batch means for logging, NaN values (rewards that could not be computed) left out: NaN
+        only where no row has a value. `missing`: the share of rows whose total is NaN."""
+        out = {f"{prefix}total": _mean_of_computed(self.total)}
         for name, values in self.components.items():
-            out[f"{prefix}{name}"] = float(np.nanmean(values)) if values.size else 0.0
+            out[f"{prefix}{name}"] = _mean_of_computed(values)
+        out[f"{prefix}missing"] = float(np.isnan(self.total).mean()) if self.total.size else 0.0
         return out
+
+    @staticmethod
+    def concat(parts: list[RewardScores]) -> RewardScores:
+        """The scores of several batches, rows in order (every part has the same components)."""
+        return RewardScores(
+            total=np.concatenate([p.total for p in parts]),
+            components={name: np.concatenate([p.components[name] for p in parts]) for name in parts[0].components},
+        )
+
+
+def _mean_of_computed(values: np.ndarray) -> float:
+    """The mean of the non-NaN values; NaN when there are none (0.0 for an empty batch)."""
+    if not values.size:
+        return 0.0
+    computed = values[~np.isnan(values)]
+    return float(computed.mean()) if computed.size else float("nan")
 
 
 def _integer_ids(group_ids: Any) -> list[int]:

@@ -1,7 +1,8 @@
 """Several processes train exactly like one: 2 ranks (gloo, CPU) under torchrun against 1 process
 on the same global batch, with completions fixed by the prompt text (tests/trainer/fixed_rollout.py)
 so that sampling plays no part. Same per-step loss and grad norm, same weights after the run:
-with DDP (token-level loss, uneven rows after dynamic sampling, a rank with no row at all) and
+with DDP (token-level loss, uneven rows after dynamic sampling, a rank with no row at all, and
+dynamic sampling's extra rounds) and
 with FSDP2 (sequence-level loss, μ = 2, KL to a sharded reference, truncated importance
 sampling), and checkpoints that resume at another world size (1 → 2 and 2 → 1).
 """
@@ -85,15 +86,19 @@ def rendered_step_prompts(step: int, prompts_per_step: int = 4) -> list[str]:
     return [template.render(e, None) for e in sampler.next_step()]
 
 
-@pytest.mark.parametrize("fused_lm_head", [False, True], ids=["logits", "fused-head"])
+@pytest.mark.parametrize("fused_lm_head", [False, True], ids=["logits-filter-only", "fused-head-refill"])
 def test_ddp_two_ranks_train_like_one_process(tmp_path, fused_lm_head):
-    """Token-level loss (dapo) with dynamic sampling: in step 1 rank 1 keeps no row at all, in
-    step 2 the ranks keep different numbers; the global token count still normalises the loss.
-    With the fused head, the head's weight gets its gradient outside DDP's forward."""
+    """Token-level loss (dapo) with dynamic sampling; the global token count still normalises
+    the loss. Filter only (one sampling round): in step 1 rank 1 keeps no row at all, in step 2
+    the ranks keep different numbers. With refills (and the fused head, whose weight gets its
+    gradient outside DDP's forward): step 1 finds 2 of its 4 groups with signal, so both ranks
+    sample a second round together, as the single process does."""
     step1, step2 = rendered_step_prompts(1), rendered_step_prompts(2)
-    uniform = [step1[1], step1[3], step2[0]]  # rank r gets prompts r, r + 2 of each step
+    uniform = [step1[1], step1[3], step2[0]]  # rank r gets prompts r, r + 2 of each round
+    refill = fused_lm_head
     sections = {
-        "algorithm": {"loss_type": "dapo", "dynamic_sampling": True, "fused_lm_head": fused_lm_head},
+        "algorithm": {"loss_type": "dapo", "dynamic_sampling": True, "fused_lm_head": fused_lm_head,
+                      "max_sampling_rounds": 4 if refill else 1},
         "distributed": {"strategy": "ddp"},
     }
 
@@ -104,16 +109,26 @@ def test_ddp_two_ranks_train_like_one_process(tmp_path, fused_lm_head):
     reports = torchrun({"stage": stage(tmp_path / "two", **sections), "uniform": uniform, "report": str(tmp_path / "report")}, tmp_path)
     assert all(r["world_size"] == 2 and r["strategy"] == "ddp" and r["policy_class"] == "DistributedDataParallel" for r in reports)
     kept = [r["kept"] for r in reports]
-    assert kept[1][0] == 0 and kept[0][0] > 0, kept  # a rank with nothing to learn from still steps
-    assert kept[0][1] != kept[1][1], kept
+    if refill:
+        assert kept[1][0] > 0, kept  # its first round had nothing; the second round did
+        assert len(reference.rollout.calls) == 4  # step 1 took two rounds, steps 2 and 3 one
+    else:
+        assert kept[1][0] == 0 and kept[0][0] > 0, kept  # a rank with nothing to learn from still steps
+        assert kept[0][1] != kept[1][1], kept
+        assert len(reference.rollout.calls) == 3
     assert [a + b for a, b in zip(*kept)] == kept_alone
-    # Each rank sampled its own half of the step's prompts; together, the single process's.
-    for step in range(3):
-        halves = [r["prompts"][step] for r in reports]
+    # Each rank sampled its own half of every round's prompts; together, the single process's.
+    assert all(len(r["prompts"]) == len(reference.rollout.calls) for r in reports)
+    for call, prompts in enumerate(reference.rollout.calls):
+        halves = [r["prompts"][call] for r in reports]
         assert not set(halves[0]) & set(halves[1])
-        assert sorted(halves[0] + halves[1]) == sorted(reference.rollout.calls[step])
+        assert sorted(halves[0] + halves[1]) == sorted(prompts)
 
-    assert_same_metrics(training_metrics(tmp_path / "one"), training_metrics(tmp_path / "two"), [1, 2, 3], COMPARED)
+    compared = COMPARED + (("dynamic_sampling/rounds", "dynamic_sampling/groups") if refill else ())
+    assert_same_metrics(training_metrics(tmp_path / "one"), training_metrics(tmp_path / "two"), [1, 2, 3], compared)
+    if refill:
+        first = training_metrics(tmp_path / "one")[1]
+        assert first["dynamic_sampling/rounds"] == 2 and first["dynamic_sampling/groups"] == 5, first
     assert_same_weights(tmp_path / "one" / "final", tmp_path / "two" / "final")
 
 

@@ -167,6 +167,13 @@ def distinct_prompts(batch: PolicyBatch) -> tuple[torch.Tensor, torch.Tensor]:
     return distinct, row_prompt
 
 
+def signal_groups(rewards: np.ndarray, group_ids: np.ndarray) -> int:
+    """How many groups have rewards that are not all equal (the groups DAPO's filter keeps)."""
+    if not len(rewards):
+        return 0
+    return len(np.unique(group_ids[filter_groups(rewards, group_ids)]))
+
+
 def rows_by_prompt(batch: PolicyBatch) -> torch.Tensor:
     """[N] a row order that puts the rows of each prompt next to each other (stable)."""
     return torch.argsort(distinct_prompts(batch)[1], stable=True)
@@ -317,6 +324,37 @@ class GRPOTrainer:
         with self._generating():
             return self.rollout.generate(prompts, self.config.rollout.group_size, self.sampling())
 
+    def sample_step(self, timed: Any) -> tuple[list[Example], Rollouts, RewardScores, int]:
+        """This step's prompts, their rollouts and rewards, and the sampling rounds it took.
+
+        One round: a step's worth of prompts, G completions each, scored. With DAPO's dynamic
+        sampling, groups whose rewards are all equal carry no signal (`advantages` drops them),
+        so rounds go on, each adding a step's worth of new prompts, until the step holds
+        `rollout.prompts_per_step` groups with signal (all ranks together, so every rank runs
+        the same rounds and the result does not depend on the number of ranks) or
+        `algorithm.max_sampling_rounds` have run. All the groups with signal are kept: the last
+        round may add more than were missing."""
+        a = self.config.algorithm
+        rounds = 0
+        examples: list[Example] = []
+        rollouts: list[Rollouts] = []
+        scores: list[RewardScores] = []
+        while True:
+            more = self.sampler.next_step()
+            with timed("generate"):
+                rollouts.append(self.rollout_step(more))
+            with timed("reward"):
+                scores.append(self.score(more, rollouts[-1]))
+            examples += more
+            rounds += 1
+            if not a.dynamic_sampling or rounds >= a.max_sampling_rounds:
+                break
+            with_signal = sum(signal_groups(s.total, r.prompt_index.cpu().numpy()) for s, r in zip(scores, rollouts))
+            if all_reduce([float(with_signal)])[0] >= self.config.rollout.prompts_per_step:
+                break
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        return examples, Rollouts.concat(rollouts, pad), RewardScores.concat(scores), rounds
+
     # ---- 2. rewards ---------------------------------------------------------------------------
 
     def score(self, examples: list[Example], rollouts: Rollouts) -> RewardScores:
@@ -340,7 +378,9 @@ class GRPOTrainer:
         """(N,) advantages and the (N,) mask of rows that enter the loss."""
         group_ids = rollouts.prompt_index.cpu().numpy()
         advantages = compute_advantages(scores.total, group_ids, self.config.algorithm.estimator)
-        keep = np.ones(len(advantages), dtype=bool)
+        # A row whose reward could not be computed (NaN) has advantage 0 and no say in its
+        # group's statistics; it leaves the loss's normaliser too.
+        keep = ~np.isnan(scores.total)
         if self.config.algorithm.dynamic_sampling:
             keep &= filter_groups(scores.total, group_ids)
         if self.config.rollout.mask_truncated:
@@ -538,13 +578,11 @@ class GRPOTrainer:
         def timed(name: str) -> Iterator[None]:
             start = time.perf_counter()
             yield
-            timings[f"time/{name}"] = time.perf_counter() - start
+            key = f"time/{name}"
+            timings[key] = timings.get(key, 0.0) + time.perf_counter() - start
 
-        examples = self.sampler.next_step()
-        with timed("generate"):
-            rollouts = self.rollout_step(examples)
+        examples, rollouts, scores, rounds = self.sample_step(timed)
         with timed("reward"):
-            scores = self.score(examples, rollouts)
             advantages, keep = self.advantages(scores, rollouts)
         # Under torchrun, dynamic sampling may keep more rows on one rank than on another: all
         # pad to the largest count, so they run the same forward/backward passes.
@@ -589,7 +627,13 @@ class GRPOTrainer:
             **timings,
         }
         if self._accuracy_name is not None:
-            metrics["accuracy"] = float(np.nanmean(scores.components[self._accuracy_name]))
+            metrics["accuracy"] = metrics[f"reward/{self._accuracy_name}"]
+        if a.dynamic_sampling:
+            # Groups with signal in the step, all ranks together (the same on every rank, so
+            # the mean over ranks keeps it), and the rounds it took to find them.
+            metrics["dynamic_sampling/rounds"] = float(rounds)
+            metrics["dynamic_sampling/groups"] = all_reduce(
+                [float(signal_groups(scores.total, rollouts.prompt_index.cpu().numpy()))])[0]
         # Whether the longer completions of a group got the higher (> 0) or lower (< 0)
         # advantages, over the rows in the loss: the pressure on response length this step.
         # Absent when no group varies in both.

@@ -12,7 +12,9 @@
 //! | `ReinforcePlusPlus` | s_i = r_i − mean_g, then whitened over the whole batch: (s_i − mean(s)) / (std(s) + eps) |
 //!
 //! A NaN reward means "could not be computed": it is left out of every statistic (the group
-//! mean, std and size, and the batch whitening) and its advantage is 0. ±∞ is rejected.
+//! mean, std and size, and the batch whitening) and its advantage is 0. ±∞ is rejected, and so
+//! is a magnitude above [`MAX_REWARD`]: the advantages are float32, and sums of squared
+//! deviations must stay finite in f64.
 //!
 //! Groups may have any size and need not be contiguous. The common layout (each group's
 //! responses next to each other) is detected and costs one hash lookup per group instead of one
@@ -223,7 +225,14 @@ fn members_valid<'a, R: Reward>(
     members.map(move |i| rewards[i].to_f64()).filter(|r| !r.is_nan())
 }
 
-/// Checks lengths and values; NaN is allowed (a missing reward), ±∞ is not.
+/// The largest reward magnitude accepted. Deviations from a group's mean then stay under 2e37,
+/// so every estimator's advantage (RLOO's n/(n−1) factor included) fits in float32 (3.4e38),
+/// and their squares (4e74) and sums stay far from f64's limit. Past it, a sum overflowed to ∞
+/// and turned advantages into 0 or NaN without a word.
+pub const MAX_REWARD: f64 = 1e37;
+
+/// Checks lengths and values; NaN is allowed (a missing reward), ±∞ and magnitudes above
+/// [`MAX_REWARD`] are not.
 fn validate<R: Reward>(rewards: &[R], group_ids: &[i64]) -> Result<()> {
     if rewards.len() != group_ids.len() {
         return Err(Error::invalid(
@@ -237,6 +246,16 @@ fn validate<R: Reward>(rewards: &[R], group_ids: &[i64]) -> Result<()> {
             format!(
                 "rewards[{i}] is {}; rewards must be finite (use NaN for a reward that could not \
                  be computed)",
+                rewards[i].to_f64()
+            ),
+        ));
+    }
+    if let Some(i) = rewards.iter().position(|r| r.to_f64().abs() > MAX_REWARD) {
+        return Err(Error::invalid(
+            "rewards",
+            format!(
+                "rewards[{i}] is {:e}; magnitudes above {MAX_REWARD:e} are refused (the advantages \
+                 are float32): rescale the rewards",
                 rewards[i].to_f64()
             ),
         ));
@@ -399,9 +418,28 @@ mod tests {
         assert!(matches!(err, Error::InvalidInput { argument: "group_ids", .. }));
         let err = compute_advantages(&[f64::INFINITY], &[0], Estimator::Grpo, 1e-6).unwrap_err();
         assert!(matches!(err, Error::InvalidInput { argument: "rewards", .. }));
+        let err =
+            compute_advantages(&[1.0f64, -1e308], &[0, 0], Estimator::Grpo, 1e-6).unwrap_err();
+        assert!(err.to_string().contains("rewards[1] is -1e308"), "{err}");
         let err = compute_advantages(&[1.0f64], &[0], Estimator::Grpo, -1.0).unwrap_err();
         assert!(matches!(err, Error::InvalidInput { argument: "eps", .. }));
         assert!("grpo2".parse::<Estimator>().is_err());
+    }
+
+    #[test]
+    fn the_largest_accepted_rewards_give_finite_advantages() {
+        let rewards = [MAX_REWARD, -MAX_REWARD, MAX_REWARD, -MAX_REWARD];
+        for estimator in
+            [Estimator::Grpo, Estimator::DrGrpo, Estimator::Rloo, Estimator::ReinforcePlusPlus]
+        {
+            let adv = compute_advantages(&rewards, &[0, 0, 0, 0], estimator, 1e-6).unwrap();
+            assert!(adv.iter().all(|a| a.is_finite() && *a != 0.0), "{estimator:?}: {adv:?}");
+        }
+        // GRPO is scale-free: ±1 and ±1e37 give the same advantages.
+        let small =
+            compute_advantages(&[1.0f64, -1.0, 1.0, -1.0], &[0; 4], Estimator::Grpo, 0.0).unwrap();
+        let large = compute_advantages(&rewards, &[0; 4], Estimator::Grpo, 0.0).unwrap();
+        approx(&large, &small.iter().map(|&a| f64::from(a)).collect::<Vec<_>>());
     }
 
     #[test]

@@ -6,7 +6,7 @@ use reasonrl_core::advantages::{self, Estimator};
 use reasonrl_core::Error;
 
 use crate::errors::to_py_err;
-use crate::runtime::{run_detached_sized, thread_count};
+use crate::runtime::{run_detached_sized, thread_count, ThreadsArg};
 
 /// A float32 or float64 rewards array, borrowed without copying.
 enum Rewards<'py> {
@@ -65,9 +65,9 @@ pub fn compute_advantages<'py>(
     group_ids: &Bound<'py, PyAny>,
     estimator: &str,
     eps: f64,
-    threads: Option<i64>,
+    threads: Option<ThreadsArg>,
 ) -> PyResult<Bound<'py, PyArray1<f32>>> {
-    let threads = thread_count(threads)?;
+    let threads = thread_count(threads);
     let estimator: Estimator = estimator.parse().map_err(to_py_err)?;
     let rewards = extract_rewards(rewards)?;
     let group_ids = extract_group_ids(group_ids)?;
@@ -96,9 +96,9 @@ pub fn filter_groups<'py>(
     py: Python<'py>,
     rewards: &Bound<'py, PyAny>,
     group_ids: &Bound<'py, PyAny>,
-    threads: Option<i64>,
+    threads: Option<ThreadsArg>,
 ) -> PyResult<Bound<'py, PyArray1<bool>>> {
-    let threads = thread_count(threads)?;
+    let threads = thread_count(threads);
     let rewards = extract_rewards(rewards)?;
     let group_ids = extract_group_ids(group_ids)?;
     let ids = contiguous(&group_ids, "group_ids")?;

@@ -11,7 +11,7 @@ use reasonrl_core::sandbox::{self, Limits};
 use reasonrl_core::Error;
 
 use crate::errors::to_py_err;
-use crate::runtime::{run_detached, thread_count};
+use crate::runtime::{run_detached, thread_count, ThreadsArg};
 
 /// `(status, tests_passed, tests_total, wall_time_s, stderr_tail)` per program.
 type ResultTuple = (&'static str, usize, usize, f64, String);
@@ -50,9 +50,9 @@ pub fn run_code_tests(
     timeout_s: f64,
     memory_mb: u64,
     max_output_mb: u64,
-    threads: Option<i64>,
+    threads: Option<ThreadsArg>,
 ) -> PyResult<Vec<ResultTuple>> {
-    let threads = thread_count(threads)?;
+    let threads = thread_count(threads);
     let tests: Vec<Tests> =
         tests.iter().enumerate().map(|(i, t)| extract_tests(i, t)).collect::<PyResult<_>>()?;
     if !(timeout_s.is_finite() && timeout_s > 0.0 && timeout_s <= 86_400.0) {

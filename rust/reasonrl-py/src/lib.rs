@@ -17,8 +17,8 @@ use reasonrl_core::parallel;
 /// Sets the worker threads used by every batch call (0 restores the default: the
 /// `REASONRL_NUM_THREADS` environment variable, else the number of CPUs).
 #[pyfunction]
-fn set_num_threads(threads: i64) -> PyResult<()> {
-    let count = crate::runtime::thread_count(Some(threads))?;
+fn set_num_threads(threads: crate::runtime::ThreadsArg) -> PyResult<()> {
+    let count = crate::runtime::thread_count(Some(threads));
     parallel::set_num_threads(count.unwrap_or(0)).map_err(errors::to_py_err)
 }
 

@@ -11,7 +11,7 @@ use reasonrl_core::math::{self, VerifyOptions};
 use reasonrl_core::Error;
 
 use crate::errors::{panic_to_py_err, to_py_err};
-use crate::runtime::{run_detached, thread_count};
+use crate::runtime::{run_detached, thread_count, ThreadsArg};
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(math_extract_answer, m)?)?;
@@ -106,11 +106,11 @@ pub fn math_verify_batch(
     py: Python<'_>,
     golds: &Bound<'_, PyAny>,
     preds: &Bound<'_, PyAny>,
-    threads: Option<i64>,
+    threads: Option<ThreadsArg>,
     timeout_s: f64,
     rel_tol: f64,
 ) -> PyResult<Vec<bool>> {
-    let threads = thread_count(threads)?;
+    let threads = thread_count(threads);
     let options = options(timeout_s, rel_tol)?;
     let golds = texts(golds, "golds")?;
     let preds = texts(preds, "preds")?;

@@ -9,7 +9,7 @@ use reasonrl_core::rewards::{self, Batch, Component, Param, RewardSpec};
 use reasonrl_core::Error;
 
 use crate::errors::{panic_to_py_err, to_py_err};
-use crate::runtime::{run_detached, thread_count};
+use crate::runtime::{run_detached, thread_count, ThreadsArg};
 use crate::texts::extract_texts;
 
 fn invalid(argument: &'static str, reason: String) -> PyErr {
@@ -84,9 +84,9 @@ pub fn score_rewards<'py>(
     group_ids: Option<Vec<i64>>,
     lengths: Option<Vec<f64>>,
     external: Option<Vec<(String, Vec<f64>)>>,
-    threads: Option<i64>,
+    threads: Option<ThreadsArg>,
 ) -> PyResult<Scores<'py>> {
-    let threads = thread_count(threads)?;
+    let threads = thread_count(threads);
     let spec = extract_spec(components)?;
     let completions = extract_texts(completions, "completions")?;
     let answers = answers.map(|a| extract_texts(a, "answers")).transpose()?;

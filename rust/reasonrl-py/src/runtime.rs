@@ -2,22 +2,51 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
+use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
+use pyo3::types::PyInt;
 use reasonrl_core::parallel;
 
 use crate::errors::{panic_to_py_err, to_py_err};
 
-/// A `threads=` argument as the pool takes it: None or 0 (the configured count), or a positive
-/// number of workers; a negative count is an error naming the argument (not an OverflowError).
-pub fn thread_count(threads: Option<i64>) -> PyResult<Option<usize>> {
-    match threads {
-        None | Some(0) => Ok(None),
-        Some(n) if n > 0 => Ok(Some(usize::try_from(n).unwrap_or(usize::MAX))),
-        Some(n) => Err(to_py_err(reasonrl_core::Error::invalid(
-            "threads",
-            format!("must be >= 1 (or None for the configured count), got {n}"),
-        ))),
+/// A `threads=` argument as Python gives it: any int (or object with `__index__`). The pool
+/// checks the upper limit; a count beyond 64 bits, a negative count or a non-integer is an
+/// error naming the argument here (not a bare OverflowError or "cannot be interpreted as an
+/// integer").
+pub struct ThreadsArg(usize);
+
+impl<'a, 'py> FromPyObject<'a, 'py> for ThreadsArg {
+    type Error = PyErr;
+
+    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        let invalid = |why: String| to_py_err(reasonrl_core::Error::invalid("threads", why));
+        let negative = |shown: &str| {
+            invalid(format!("must be >= 1 (or None for the configured count), got {shown}"))
+        };
+        match obj.extract::<i64>() {
+            Ok(n) if n >= 0 => Ok(ThreadsArg(usize::try_from(n).unwrap_or(usize::MAX))),
+            Ok(n) => Err(negative(&n.to_string())),
+            // An int beyond i64: only its sign matters.
+            Err(_) if obj.is_instance_of::<PyInt>() => Err(if obj.gt(0)? {
+                invalid(format!(
+                    "must be at most {}, got an int beyond 64 bits",
+                    parallel::MAX_THREADS
+                ))
+            } else {
+                negative("a negative int beyond 64 bits")
+            }),
+            Err(_) => Err(PyTypeError::new_err(format!(
+                "threads must be an int or None, got {}",
+                obj.get_type().name()?
+            ))),
+        }
     }
+}
+
+/// A `threads=` argument as the pool takes it: None or 0 (the configured count), or a positive
+/// number of workers.
+pub fn thread_count(threads: Option<ThreadsArg>) -> Option<usize> {
+    threads.map(|ThreadsArg(n)| n).filter(|&n| n > 0)
 }
 
 /// Runs `work` with the GIL released on a pool of `threads` workers (default: the configured
