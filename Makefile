@@ -55,6 +55,7 @@ bench: install-test
 	$(BIN)/python benches/bench_kernels.py
 	$(BIN)/python benches/bench_trl.py
 	$(BIN)/python benches/bench_scoring.py
+	$(BIN)/python benches/bench_rollout.py
 
 clean:
 	rm -rf $(DIST) target $(VENV)

@@ -207,6 +207,8 @@ def main() -> None:
         return
 
     device = args.device
+    if device == "cuda" and not torch.cuda.is_available():
+        sys.exit("bench_kernels: --device cuda, but torch sees no CUDA GPU here (use --device cpu)")
     dtype_name = args.dtype or ("bfloat16" if device == "cuda" else "float32")
     dtype = getattr(torch, dtype_name)
     if device == "cpu":

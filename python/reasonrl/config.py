@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -305,7 +306,10 @@ class StageConfig:
         try:
             RewardSpec.from_config(self.reward)  # its errors name the component (weights included)
         except (InvalidInputError, TypeError, ValueError) as error:
-            raise ConfigError(f"reward: {error}") from None
+            # "invalid `components`: component 'accuracy': unknown kind …" → "reward.accuracy: …"
+            named = re.search(r"component (['\"])(.+?)\1: (.*)", str(error), re.DOTALL)
+            where, what = (f"reward.{named[2]}", named[3]) if named else ("reward", str(error))
+            raise ConfigError(f"{where}: {what}") from None
 
 
 @dataclass

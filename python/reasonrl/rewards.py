@@ -394,7 +394,12 @@ class RewardSpec:
             # A chat prompt is a list of messages: its repr is the key (equal prompts, equal reprs).
             group_of: dict[str, int] = {}
             kwargs["group_ids"] = [group_of.setdefault(repr(p), len(group_of)) for p in kwargs["prompts"]]
-        return self.score(completions, **kwargs).total.tolist()
+        try:
+            return self.score(completions, **kwargs).total.tolist()
+        except InvalidInputError as error:
+            if "needs `group_ids`" in str(error):
+                raise InvalidInputError(f"{error}: pass `prompts` (TRL does) or `group_ids`") from None
+            raise
 
     def __repr__(self) -> str:
         terms = " + ".join(f"{c.weight:g}·{c.name}[{c.kind}]" for c in self.components)

@@ -136,6 +136,9 @@ def test_trl_call_form_groups_completions_by_prompt_for_the_length_penalty():
     assert spec(completions, prompts=prompts, answer=answers) == expected
     # Grouped otherwise, the penalty differs: the grouping is what the call used.
     assert spec.score(completions, answers=answers, group_ids=[0, 1, 2, 3]).total.tolist() != expected
+    # Without prompts there are no groups: the error says what to pass.
+    with pytest.raises(InvalidInputError, match=r"needs `group_ids`: pass `prompts` \(TRL does\) or `group_ids`"):
+        spec(completions, answer=answers)
 
 
 def test_math_accuracy_takes_open_r1_solution_column():

@@ -131,6 +131,27 @@ def test_cli_eval_rejects_out_of_range_arguments_before_loading(flag, value, mes
     assert f"argument {flag}" in err and message in err
 
 
+def test_cli_eval_names_a_model_or_device_it_cannot_use(tmp_path, tiny_model, tokenizer, capsys):
+    tiny_model.save_pretrained(tmp_path / "model")
+    tokenizer.save_pretrained(tmp_path / "model")
+    (tmp_path / "empty").mkdir()
+    data = tmp_path / "problems.jsonl"
+    data.write_text(json.dumps({"prompt": "1+1", "answer": "2"}) + "\n")
+    cases = [
+        (["--model", str(tmp_path / "missing")], "cannot load the model: no such folder"),
+        (["--model", str(tmp_path / "empty")], "cannot load the model"),
+        (["--model", str(tmp_path / "model"), "--device", "gpu"], "invalid device 'gpu'"),
+        (["--model", str(tmp_path / "model"), "--device", "cuda:99"], "invalid device 'cuda:99'"),
+    ]
+    if not torch.cuda.is_available():
+        cases.append((["--model", str(tmp_path / "model"), "--device", "cuda"], "invalid device 'cuda': torch sees no CUDA GPU"))
+    for args, message in cases:
+        assert main(["eval", *args, "--data", str(data), "--max-new-tokens", "4"]) == 1, args
+        err = capsys.readouterr().err
+        assert err.startswith("reasonrl: ") and message in err, (args, err)
+        assert "Traceback" not in err
+
+
 def test_pipeline_from_a_local_model_and_its_resume(tmp_path, tiny_model, tokenizer, capsys):
     """`reasonrl train` on a pipeline (SFT then GRPO) from a saved model and a local JSONL file;
     `--resume` runs neither finished stage again, and a GRPO stage given more steps continues

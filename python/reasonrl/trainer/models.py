@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from reasonrl.config import ModelConfig
+from reasonrl.errors import InvalidInputError
 from reasonrl.trainer.distributed import local_rank
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -23,15 +25,36 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def usable_device(name: str) -> torch.device:
+    """`resolve_device`, refusing a CUDA device torch cannot use (no GPU, no driver, or an index
+    past the last GPU) with an error that says so, before any weights are read."""
+    try:
+        device = resolve_device(name)
+    except RuntimeError as error:  # an unparsable name, e.g. "gpu"
+        raise InvalidInputError(f"invalid device {name!r}: {error}") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InvalidInputError(f"invalid device {name!r}: torch sees no CUDA GPU here (use cpu or auto)")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise InvalidInputError(f"invalid device {name!r}: torch sees {torch.cuda.device_count()} CUDA GPU(s)")
+    return device
+
+
 def load_model_and_tokenizer(config: ModelConfig, *, name_or_path: str | None = None) -> tuple[Any, Any]:
     """A causal LM (local folder or hub id) on the configured device, and its tokenizer."""
     path = name_or_path or config.name_or_path
+    device = usable_device(config.device)
+    if path.startswith((".", "/", "~")) and not Path(path).expanduser().is_dir():
+        raise InvalidInputError(f"cannot load the model: no such folder: {path}")
     dtype = "auto" if config.dtype == "auto" else DTYPES[config.dtype]
-    model: Any = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, trust_remote_code=config.trust_remote_code)
-    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=config.trust_remote_code)
+    try:
+        model: Any = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, trust_remote_code=config.trust_remote_code)
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=config.trust_remote_code)
+    except (OSError, ValueError) as error:  # not a model folder, an unknown hub id, no network, ...
+        raise InvalidInputError(f"cannot load the model {path!r}: {error}") from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     if config.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False  # the cache is useless with checkpointing during training
-    return model.to(resolve_device(config.device)), tokenizer
+    return model.to(device), tokenizer

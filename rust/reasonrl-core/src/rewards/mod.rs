@@ -34,6 +34,17 @@ pub enum Param {
     Bool(bool),
 }
 
+/// As the user wrote it: `5`, `"x"` (quoted, so a number given as a string shows as one), `true`.
+impl std::fmt::Display for Param {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Param::Number(v) => write!(f, "{v}"),
+            Param::Text(v) => write!(f, "{v:?}"),
+            Param::Bool(v) => write!(f, "{v}"),
+        }
+    }
+}
+
 /// What a component computes, with its parameters.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Kind {
@@ -117,9 +128,7 @@ impl<'a> Params<'a> {
         match self.find(key) {
             None => Ok(default),
             Some(Param::Number(v)) if v.is_finite() => Ok(*v),
-            Some(other) => {
-                Err(self.error(format!("`{key}` must be a finite number, got {other:?}")))
-            }
+            Some(other) => Err(self.error(format!("`{key}` must be a finite number, got {other}"))),
         }
     }
 
@@ -127,7 +136,7 @@ impl<'a> Params<'a> {
         match self.find(key) {
             None => Ok(default),
             Some(Param::Bool(v)) => Ok(*v),
-            Some(other) => Err(self.error(format!("`{key}` must be true or false, got {other:?}"))),
+            Some(other) => Err(self.error(format!("`{key}` must be true or false, got {other}"))),
         }
     }
 
@@ -135,7 +144,7 @@ impl<'a> Params<'a> {
         match self.find(key) {
             None => Ok(default),
             Some(Param::Text(v)) => Ok(v),
-            Some(other) => Err(self.error(format!("`{key}` must be a string, got {other:?}"))),
+            Some(other) => Err(self.error(format!("`{key}` must be a string, got {other}"))),
         }
     }
 
