@@ -56,6 +56,7 @@ bench: install-test
 	$(BIN)/python benches/bench_trl.py
 	$(BIN)/python benches/bench_scoring.py
 	$(BIN)/python benches/bench_rollout.py
+	$(BIN)/python benches/bench_gpu_step.py
 
 clean:
 	rm -rf $(DIST) target $(VENV)

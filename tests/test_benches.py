@@ -76,6 +76,36 @@ def test_bench_rollout_says_it_needs_a_gpu_and_exits_cleanly():
     assert "no CUDA GPU here" in run_bench("bench_rollout.py")
 
 
+def test_bench_gpu_step_runs_both_backends_and_compares_their_loss():
+    # On CPU the Triton side runs under the interpreter: a smoke run of the same code path.
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    out = run_bench(
+        "bench_gpu_step.py", "--device", device, "--size", "tiny", "--steps", "2", "--prompts", "2", "--group-size", "4",
+        "--max-new-tokens", "16", env={"TRITON_INTERPRET": "1"} if device == "cpu" else None,
+    )
+    for backend in ("torch", "triton"):
+        assert re.search(rf"^{backend}\s+[\d.]+\s+[\d.]+\s+(\d+|n/a)\s+[\d.]+x$", out, re.MULTILINE), out
+    assert figure(r"loss torch ([\d.e+-]+) vs", out) != 0.0
+    assert figure(r"\(\|diff\| ([\d.e+-]+)\)", out) < 1e-5
+    assert figure(r"gradient relative difference ([\d.e+-]+)", out) < 1e-4
+
+
+def test_bench_gpu_step_says_what_it_needs():
+    assert "TRITON_INTERPRET=1" in run_bench("bench_gpu_step.py", "--device", "cpu", env={"TRITON_INTERPRET": "0"})
+    if not torch.cuda.is_available():
+        assert "no CUDA GPU here" in run_bench("bench_gpu_step.py")
+
+
+def test_gpu_checks_script_parses_and_refuses_a_machine_without_a_gpu(tmp_path):
+    script = BENCHES / "gpu_checks.sh"
+    assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA GPU is here: the script itself is the check, run by hand")
+    result = subprocess.run(["bash", str(script), str(tmp_path / "out")], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "PYTHON": sys.executable})
+    assert result.returncode == 1 and "torch sees no CUDA GPU here" in result.stderr
+
+
 @pytest.mark.slow
 def test_bench_trl_runs_both_trainers_and_compares_their_loss():
     # 100 SFT steps: enough for some rewards, so that the same-batch comparison has a gradient.
