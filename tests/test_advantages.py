@@ -14,9 +14,12 @@ from reasonrl import InvalidInputError, compute_advantages, filter_groups, token
 ESTIMATORS = ["grpo", "dr_grpo", "rloo", "reinforce_pp"]
 
 
-def reference_advantages(rewards: np.ndarray, group_ids: np.ndarray, estimator: str, eps: float) -> np.ndarray:
+def reference_advantages(
+    rewards: np.ndarray, group_ids: np.ndarray, estimator: str, eps: float, in_batch: np.ndarray | None = None
+) -> np.ndarray:
     """The formulas of the docstring, written as directly as possible (loops, float64)."""
     rewards = rewards.astype(np.float64)
+    in_batch = np.ones(len(rewards), dtype=bool) if in_batch is None else in_batch
     out = np.zeros(len(rewards), dtype=np.float64)
     valid = ~np.isnan(rewards)
     for g in np.unique(group_ids):
@@ -34,12 +37,14 @@ def reference_advantages(rewards: np.ndarray, group_ids: np.ndarray, estimator: 
         elif estimator == "rloo":
             if n >= 2:
                 out[members] = values - (values.sum() - values) / (n - 1)
+    out[~in_batch] = 0.0
     if estimator == "reinforce_pp":
-        centred = out[valid]
+        whitened = valid & in_batch
+        centred = out[whitened]
         if len(centred) >= 2:
-            out[valid] = (centred - centred.mean()) / (centred.std(ddof=1) + eps)
+            out[whitened] = (centred - centred.mean()) / (centred.std(ddof=1) + eps)
         else:
-            out[valid] = 0.0
+            out[whitened] = 0.0
     return out
 
 
@@ -79,6 +84,32 @@ def test_every_estimator_matches_numpy_reference(batch, estimator, dtype):
     assert got.dtype == np.float32 and got.shape == rewards.shape
     # float32 output: compare with a tolerance relative to the advantage's own magnitude.
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4 * (1 + np.abs(expected).max(initial=0)))
+
+
+@settings(max_examples=200, deadline=None)
+@given(batch=batches(), estimator=st.sampled_from(ESTIMATORS), seed=st.integers(0, 2**32 - 1))
+def test_rows_outside_the_batch_match_numpy_reference(batch, estimator, seed):
+    """Rows left out of the loss (in_batch False) count in their group, get 0, and are left out
+    of REINFORCE++'s whitening."""
+    rewards, group_ids = batch
+    in_batch = np.random.default_rng(seed).random(len(rewards)) < 0.7
+    got = compute_advantages(rewards, group_ids, estimator, eps=1e-6, in_batch=in_batch)
+    expected = reference_advantages(rewards, group_ids, estimator, 1e-6, in_batch)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4 * (1 + np.abs(expected).max(initial=0)))
+    assert (got[~in_batch] == 0).all()
+
+
+def test_reinforce_pp_gives_equal_groups_exactly_zero():
+    # With every row in the batch the whitening mean is 0 exactly: no ±1e-17 of rounding, so
+    # the trainer still skips these rows (advantage exactly 0, no gradient).
+    got = compute_advantages([0.1, 0.2, 0.7, 1.0, 1.0], [0, 0, 0, 1, 1], "reinforce_pp")
+    assert (got[3:] == 0).all() and (got[:3] != 0).all()
+
+
+@pytest.mark.parametrize(("in_batch", "name"), [([True, False], "in_batch"), (np.array([1, 0, 1, 0]), "in_batch")])
+def test_in_batch_must_be_bools_of_the_batch_length(in_batch, name):
+    with pytest.raises(InvalidInputError, match=f"`{name}`"):
+        compute_advantages([1.0, 0.0, 1.0, 1.0], [0, 0, 1, 1], in_batch=in_batch)
 
 
 @settings(max_examples=200, deadline=None)

@@ -17,6 +17,7 @@ def compute_advantages(
     estimator: str = "grpo",
     *,
     eps: float = 1e-6,
+    in_batch: npt.NDArray[np.bool_] | None = None,
     threads: int | None = None,
 ) -> np.ndarray[Any, np.dtype[np.float32]]: ...
 def filter_groups(

@@ -68,6 +68,7 @@ def compute_advantages(
     estimator: Estimator = "grpo",
     *,
     eps: float = 1e-6,
+    in_batch: Any = None,
     threads: int | None = None,
 ) -> np.ndarray[Any, np.dtype[np.float32]]:
     """Per-response advantages relative to the other responses to the same prompt.
@@ -80,9 +81,14 @@ def compute_advantages(
             and need not be contiguous.
         estimator: ``"grpo"``: (r - mean_g) / (std_g + eps), std with Bessel's correction, a group
             of one valid reward gives 0. ``"dr_grpo"``: r - mean_g. ``"rloo"``: r minus the mean
-            of the *other* members (a group of one gives 0). ``"reinforce_pp"``: s = r - mean_g,
-            then whitened over the batch, (s - mean(s)) / (std(s) + eps), Bessel's correction.
+            of the *other* members (a group of one gives 0). ``"reinforce_pp"``
+            (REINFORCE++ with a group baseline, OpenRLHF's ``reinforce_baseline``): s = r - mean_g,
+            then whitened over the responses of the batch, (s - mean(s)) / (std(s) + eps),
+            Bessel's correction, one value per response.
         eps: added to the standard deviation before dividing.
+        in_batch: (N,) bools, the responses that enter the loss (after DAPO's filter or the
+            masking of truncated responses); None: all. The others still count in their
+            group's statistics and get advantage 0; REINFORCE++ whitens over these only.
         threads: worker threads for this call (default: ``reasonrl.get_num_threads()``).
 
     Returns:
@@ -92,8 +98,14 @@ def compute_advantages(
         InvalidInputError: (a ``ValueError``) wrong shape, dtype, length, an infinite reward, a
             negative ``eps`` or an unknown estimator; the message names the argument.
     """
+    mask = None
+    if in_batch is not None:
+        mask = np.asarray(in_batch.cpu() if hasattr(in_batch, "cpu") else in_batch)
+        if mask.dtype != np.bool_:
+            raise InvalidInputError(f"invalid `in_batch`: expected bools, got dtype {mask.dtype}")
+        mask = np.ascontiguousarray(mask)
     return _core.compute_advantages(
-        _rewards_array(rewards), _group_ids_array(group_ids), estimator, eps=eps, threads=threads
+        _rewards_array(rewards), _group_ids_array(group_ids), estimator, eps=eps, in_batch=mask, threads=threads
     )
 
 

@@ -160,3 +160,24 @@ def test_concat_of_one_part_is_that_part():
     part = Rollouts(torch.ones(2, 3, dtype=torch.long), torch.ones(2, 3, dtype=torch.long), torch.ones(2, 4, dtype=torch.long),
                     torch.ones(2, 4, dtype=torch.long), ["a", "b"], torch.zeros(2, dtype=torch.bool), torch.tensor([0, 0]))
     assert Rollouts.concat([part], 0) is part
+
+
+def test_reinforce_pp_whitens_over_the_groups_kept(tmp_path, make_stage, tiny_model, tokenizer, problems):
+    """With DAPO's filter, REINFORCE++ normalises over the rows it trains on: the dropped
+    groups' zeros do not shrink the batch's std."""
+    from reasonrl import compute_advantages
+
+    train, _ = problems
+    (first,) = sampler_rounds(train, 1)
+    trainer = trainer_with(tmp_path, make_stage, tiny_model, tokenizer, train, uniform=first[:2],
+                           dynamic_sampling=True, max_sampling_rounds=1, estimator="reinforce_pp")
+    examples = trainer.sampler.next_step()
+    rollouts = trainer.rollout_step(examples)
+    scores = trainer.score(examples, rollouts)
+    advantages, keep = trainer.advantages(scores, rollouts)
+    assert keep.sum() == 8 and not keep[:8].any()  # the two uniform groups are out
+    kept_only = compute_advantages(scores.total[keep], rollouts.prompt_index.numpy()[keep], "reinforce_pp")
+    np.testing.assert_allclose(advantages[keep], kept_only, rtol=1e-5, atol=1e-6)
+    assert (advantages[~keep] == 0).all()
+    whole_batch = compute_advantages(scores.total, rollouts.prompt_index.numpy(), "reinforce_pp")
+    assert not np.allclose(whole_batch[keep], kept_only)

@@ -12,9 +12,13 @@ and the scalar loss is a weighted sum of the token losses; the weight depends on
     bnpo, dapo       1 / (tokens in the batch)            token-level mean
     dr_grpo          1 / (B * max_completion_length)      constant normaliser
 
-As in TRL, an all-padding sequence still counts in B for ``grpo`` and ``dr_grpo``. TRL divides
-``dapo`` by the token count of the whole generation batch (across gradient-accumulation steps);
-here the normaliser is the tokens of the tensors passed, so ``dapo`` equals ``bnpo`` per call.
+As in TRL, an all-padding sequence still counts in B for ``grpo`` and ``dr_grpo``. Here the
+normaliser is the tokens of the tensors passed, so ``dapo`` equals ``bnpo`` per call; the
+trainer weights each micro-batch by its share of the mini-batch's tokens (all ranks), so a
+mini-batch's gradient is its token mean however it is split. TRL (1.16) instead divides
+``dapo`` by the generation batch's tokens scaled to one optimizer step, and averages ``bnpo``
+over its accumulation steps; with one mini-batch and one pass per batch, as in
+``benches/bench_trl.py``, the losses agree.
 
 Because the weights are known before any log-prob is, the gradient of each token,
 

@@ -377,7 +377,6 @@ class GRPOTrainer:
     def advantages(self, scores: RewardScores, rollouts: Rollouts) -> tuple[np.ndarray, np.ndarray]:
         """(N,) advantages and the (N,) mask of rows that enter the loss."""
         group_ids = rollouts.prompt_index.cpu().numpy()
-        advantages = compute_advantages(scores.total, group_ids, self.config.algorithm.estimator)
         # A row whose reward could not be computed (NaN) has advantage 0 and no say in its
         # group's statistics; it leaves the loss's normaliser too.
         keep = ~np.isnan(scores.total)
@@ -385,6 +384,10 @@ class GRPOTrainer:
             keep &= filter_groups(scores.total, group_ids)
         if self.config.rollout.mask_truncated:
             keep &= ~rollouts.truncated.cpu().numpy()
+        # Rows left out still count in their group's mean and std (they were sampled);
+        # REINFORCE++ whitens over the rows kept, the batch it trains on.
+        in_batch = None if keep.all() else keep
+        advantages = compute_advantages(scores.total, group_ids, self.config.algorithm.estimator, in_batch=in_batch)
         return advantages, keep
 
     def pack(self, rollouts: Rollouts, advantages: np.ndarray, keep: np.ndarray, rows_total: int | None = None) -> PolicyBatch:

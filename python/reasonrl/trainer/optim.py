@@ -21,6 +21,8 @@ def build_optimizer(model: torch.nn.Module, config: OptimConfig, total_steps: in
 
     def lr_factor(step: int) -> float:
         if config.warmup_steps and step < config.warmup_steps:
+            # (step + 1), not step as in transformers' schedules: the first update already
+            # moves the weights (a zero learning rate would waste a step's rollouts).
             return (step + 1) / config.warmup_steps
         if config.schedule == "constant":
             return 1.0

@@ -9,7 +9,11 @@
 //! | `Grpo`          | (r_i − mean_g) / (std_g + eps), std with Bessel's correction; n < 2 → 0 |
 //! | `DrGrpo`        | r_i − mean_g (Dr. GRPO drops the std division)                           |
 //! | `Rloo`          | r_i − mean of the other n − 1 members = n/(n−1)·(r_i − mean_g); n < 2 → 0 |
-//! | `ReinforcePlusPlus` | s_i = r_i − mean_g, then whitened over the whole batch: (s_i − mean(s)) / (std(s) + eps) |
+//! | `ReinforcePlusPlus` | s_i = r_i − mean_g, then whitened over the batch: (s_i − mean(s)) / (std(s) + eps) |
+//!
+//! `ReinforcePlusPlus` is REINFORCE++ with a group baseline (OpenRLHF's `reinforce_baseline`),
+//! whitened per response (one reward per response, Bessel's correction) over the responses
+//! that enter the loss (see [`compute_advantages_in_batch`]).
 //!
 //! A NaN reward means "could not be computed": it is left out of every statistic (the group
 //! mean, std and size, and the batch whitening) and its advantage is 0. ±∞ is rejected, and so
@@ -57,7 +61,9 @@ impl FromStr for Estimator {
             "grpo" => Ok(Estimator::Grpo),
             "dr_grpo" => Ok(Estimator::DrGrpo),
             "rloo" => Ok(Estimator::Rloo),
-            "reinforce_pp" | "reinforce++" => Ok(Estimator::ReinforcePlusPlus),
+            // REINFORCE++ with a group baseline; not plain REINFORCE++, whose KL-shaped returns
+            // have no group baseline, so no "reinforce++" alias.
+            "reinforce_pp" => Ok(Estimator::ReinforcePlusPlus),
             other => Err(Error::invalid(
                 "estimator",
                 format!("unknown estimator {other:?}; expected one of {:?}", Estimator::NAMES),
@@ -277,10 +283,36 @@ pub fn compute_advantages<R: Reward>(
     estimator: Estimator,
     eps: f64,
 ) -> Result<Vec<f32>> {
+    compute_advantages_in_batch(rewards, group_ids, estimator, eps, None)
+}
+
+/// [`compute_advantages`] for a batch that trains on only some of its responses: `in_batch[i]`
+/// says whether response `i` enters the loss (after DAPO's filter, the masking of truncated
+/// responses, ...). The others still count in their group's mean and std, as sampled
+/// responses, and get advantage 0. REINFORCE++ whitens over the responses in the batch only,
+/// as it normalises over the batch it trains on; with every response in it, the whitening
+/// mean is exactly 0 (the group-centred rewards of each group sum to 0), so a group of equal
+/// rewards keeps advantage exactly 0 rather than ±1e-17 of rounding.
+pub fn compute_advantages_in_batch<R: Reward>(
+    rewards: &[R],
+    group_ids: &[i64],
+    estimator: Estimator,
+    eps: f64,
+    in_batch: Option<&[bool]>,
+) -> Result<Vec<f32>> {
     validate(rewards, group_ids)?;
     if !(eps.is_finite() && eps >= 0.0) {
         return Err(Error::invalid("eps", format!("must be finite and >= 0, got {eps}")));
     }
+    if let Some(mask) = in_batch {
+        if mask.len() != rewards.len() {
+            return Err(Error::invalid(
+                "in_batch",
+                format!("length {} does not match `rewards` length {}", mask.len(), rewards.len()),
+            ));
+        }
+    }
+    let counts = |i: usize| in_batch.is_none_or(|mask| mask[i]);
     let groups = Groups::new(group_ids)?;
     let stats = all_group_stats(rewards, &groups);
 
@@ -304,15 +336,21 @@ pub fn compute_advantages<R: Reward>(
     };
 
     if estimator != Estimator::ReinforcePlusPlus {
-        return Ok(map_indices(rewards.len(), |i| group_relative(i).unwrap_or(0.0) as f32));
+        return Ok(map_indices(rewards.len(), |i| {
+            if counts(i) {
+                group_relative(i).unwrap_or(0.0) as f32
+            } else {
+                0.0
+            }
+        }));
     }
-    // REINFORCE++: whiten the group-centred rewards over the whole batch.
-    let centred = map_indices(rewards.len(), group_relative);
+    // REINFORCE++ (with a group baseline): whiten the group-centred rewards over the batch.
+    let centred = map_indices(rewards.len(), |i| group_relative(i).filter(|_| counts(i)));
     let (sum, valid) = sum_indices(centred.len(), |i| centred[i]);
     if valid < 2 {
         return Ok(vec![0.0; rewards.len()]);
     }
-    let mean = sum / valid as f64;
+    let mean = if in_batch.is_none() { 0.0 } else { sum / valid as f64 };
     let (squares, _) = sum_indices(centred.len(), |i| centred[i].map(|s| (s - mean) * (s - mean)));
     let std = (squares / (valid - 1) as f64).sqrt();
     Ok(map_indices(centred.len(), |i| {
@@ -424,6 +462,59 @@ mod tests {
         let err = compute_advantages(&[1.0f64], &[0], Estimator::Grpo, -1.0).unwrap_err();
         assert!(matches!(err, Error::InvalidInput { argument: "eps", .. }));
         assert!("grpo2".parse::<Estimator>().is_err());
+    }
+
+    #[test]
+    fn reinforce_pp_keeps_equal_groups_at_exactly_zero() {
+        let rewards = [0.1f64, 0.2, 0.7, 1.0, 1.0];
+        let adv =
+            compute_advantages(&rewards, &[0, 0, 0, 1, 1], Estimator::ReinforcePlusPlus, 1e-6)
+                .unwrap();
+        assert_eq!(&adv[3..], &[0.0, 0.0], "{adv:?}");
+        assert!(adv[..3].iter().all(|a| *a != 0.0));
+    }
+
+    #[test]
+    fn rows_outside_the_batch_count_in_their_group_but_get_zero() {
+        let rewards = [1.0f64, 0.0, 0.0, 1.0, 1.0, 0.5];
+        let ids = [0, 0, 0, 0, 1, 1];
+        let in_batch = [true, true, false, true, false, true];
+        for estimator in [Estimator::Grpo, Estimator::DrGrpo, Estimator::Rloo] {
+            let all = compute_advantages(&rewards, &ids, estimator, 1e-6).unwrap();
+            let some =
+                compute_advantages_in_batch(&rewards, &ids, estimator, 1e-6, Some(&in_batch))
+                    .unwrap();
+            for i in 0..rewards.len() {
+                assert_eq!(
+                    some[i],
+                    if in_batch[i] { all[i] } else { 0.0 },
+                    "{estimator:?} row {i}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn reinforce_pp_whitens_over_the_batch_it_trains_on() {
+        // Group 0 [1, 0] has signal; group 1 [1, 1] is dropped (DAPO's filter). s = [0.5, -0.5]:
+        // whitened over those two rows alone, ±0.5 / std([0.5, -0.5]) = ±0.7071.
+        let rewards = [1.0f64, 0.0, 1.0, 1.0];
+        let ids = [0, 0, 1, 1];
+        let kept = compute_advantages_in_batch(
+            &rewards,
+            &ids,
+            Estimator::ReinforcePlusPlus,
+            0.0,
+            Some(&[true, true, false, false]),
+        )
+        .unwrap();
+        approx(&kept, &[0.5f64.sqrt(), -(0.5f64.sqrt()), 0.0, 0.0]);
+        // Whitened over all four rows, the dropped group's zeros would shrink the std: ±1.2247.
+        let all = compute_advantages(&rewards, &ids, Estimator::ReinforcePlusPlus, 0.0).unwrap();
+        approx(&all, &[1.5f64.sqrt(), -(1.5f64.sqrt()), 0.0, 0.0]);
+        let err = compute_advantages_in_batch(&rewards, &ids, Estimator::Grpo, 0.0, Some(&[true]))
+            .unwrap_err();
+        assert!(matches!(err, Error::InvalidInput { argument: "in_batch", .. }));
     }
 
     #[test]

@@ -58,13 +58,15 @@ fn contiguous<'a, T: numpy::Element>(
 
 /// See `reasonrl.compute_advantages` for the documented Python API.
 #[pyfunction]
-#[pyo3(signature = (rewards, group_ids, estimator = "grpo", *, eps = 1e-6, threads = None))]
+#[pyo3(signature = (rewards, group_ids, estimator = "grpo", *, eps = 1e-6, in_batch = None, threads = None))]
+#[allow(clippy::too_many_arguments)] // the Python signature: keyword arguments, not a struct
 pub fn compute_advantages<'py>(
     py: Python<'py>,
     rewards: &Bound<'py, PyAny>,
     group_ids: &Bound<'py, PyAny>,
     estimator: &str,
     eps: f64,
+    in_batch: Option<&Bound<'py, PyAny>>,
     threads: Option<ThreadsArg>,
 ) -> PyResult<Bound<'py, PyArray1<f32>>> {
     let threads = thread_count(threads);
@@ -72,17 +74,28 @@ pub fn compute_advantages<'py>(
     let rewards = extract_rewards(rewards)?;
     let group_ids = extract_group_ids(group_ids)?;
     let ids = contiguous(&group_ids, "group_ids")?;
+    let in_batch = in_batch
+        .map(|mask| {
+            mask.extract::<PyReadonlyArray1<'py, bool>>().map_err(|_| {
+                to_py_err(Error::invalid(
+                    "in_batch",
+                    format!("expected a 1-D bool numpy array, got {}", describe(mask)),
+                ))
+            })
+        })
+        .transpose()?;
+    let mask = in_batch.as_ref().map(|m| contiguous(m, "in_batch")).transpose()?;
     let advantages = match &rewards {
         Rewards::F32(r) => {
             let r = contiguous(r, "rewards")?;
             run_detached_sized(py, threads, r.len(), || {
-                advantages::compute_advantages(r, ids, estimator, eps)
+                advantages::compute_advantages_in_batch(r, ids, estimator, eps, mask)
             })?
         }
         Rewards::F64(r) => {
             let r = contiguous(r, "rewards")?;
             run_detached_sized(py, threads, r.len(), || {
-                advantages::compute_advantages(r, ids, estimator, eps)
+                advantages::compute_advantages_in_batch(r, ids, estimator, eps, mask)
             })?
         }
     };

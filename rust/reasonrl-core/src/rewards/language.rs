@@ -54,6 +54,11 @@ impl Script {
 /// The script of a letter, or None for digits, punctuation, symbols and spaces.
 fn script_of(c: char) -> Option<Script> {
     let u = c as u32;
+    // Inside the blocks below but not letters: × and ÷ (in Latin-1 Supplement), and the digits
+    // of other scripts (Arabic-Indic ٣, Devanagari ३, Thai ๓).
+    if matches!(u, 0xD7 | 0xF7) || c.is_numeric() {
+        return None;
+    }
     Some(match u {
         0x41..=0x5A | 0x61..=0x7A | 0xC0..=0x24F | 0x1E00..=0x1EFF => Script::Latin,
         0x370..=0x3FF | 0x1F00..=0x1FFF => Script::Greek,
@@ -165,6 +170,13 @@ mod tests {
         // An unclosed dollar is a price, and the words after it still count.
         // "it", "costs", "and" + two Han characters.
         assert_eq!(language_consistency("it costs $5 and 然后", Script::Latin), 3.0 / 5.0);
+    }
+
+    #[test]
+    fn arithmetic_signs_and_digits_of_other_scripts_are_not_words() {
+        // × and ÷ sit in the Latin-1 block; ٣ is an Arabic-Indic digit.
+        assert_eq!(language_consistency("我们计算 2×3 等于 6÷1", Script::Cjk), 1.0);
+        assert_eq!(language_consistency("we add ٣ and ٤", Script::Latin), 1.0);
     }
 
     #[test]

@@ -82,9 +82,11 @@ pub fn overlong_penalty(length: f64, max_len: f64, cache: f64) -> f64 {
     }
 }
 
-/// `max_penalty` (≤ 0) scaled by the share of repeated word n-grams.
+/// `max_penalty` (≤ 0) scaled by the share of repeated word n-grams. Words are compared
+/// case-insensitively ("The cat" repeats "the cat"), as in Yeo et al.'s reference code.
 pub fn repetition_penalty(text: &str, n: usize, max_penalty: f64) -> f64 {
-    let words: Vec<&str> = text.split_whitespace().collect();
+    let lower = text.to_lowercase();
+    let words: Vec<&str> = lower.split_whitespace().collect();
     if n == 0 || words.len() < n {
         return 0.0;
     }
@@ -137,5 +139,7 @@ mod tests {
         // 5 bigrams, 2 distinct ("a b", "b a").
         assert!((repetition_penalty("a b a b a b", 2, -1.0) + 0.6).abs() < 1e-12);
         assert_eq!(repetition_penalty("a", 3, -1.0), 0.0);
+        // Case-insensitive: "The cat sat the cat sat" repeats two of its five bigrams.
+        assert!((repetition_penalty("The cat sat the cat sat", 2, -1.0) + 0.4).abs() < 1e-12);
     }
 }

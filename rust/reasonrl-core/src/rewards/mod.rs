@@ -221,7 +221,12 @@ impl Component {
                 if n < 1.0 || n.fract() != 0.0 {
                     return Err(p.error(format!("`n` must be a positive integer, got {n}")));
                 }
-                Kind::Repetition { n: n as usize, max_penalty: p.number("max_penalty", -1.0)? }
+                let max_penalty = p.number("max_penalty", -1.0)?;
+                if max_penalty > 0.0 {
+                    // A positive value would reward repetition.
+                    return Err(p.error(format!("`max_penalty` must be <= 0, got {max_penalty}")));
+                }
+                Kind::Repetition { n: n as usize, max_penalty }
             }
             "external" => Kind::External { is_accuracy: p.boolean("is_accuracy", false)? },
             other => {
@@ -555,6 +560,12 @@ mod tests {
             Component::new("x", "overlong", 1.0, &[("cache".into(), Param::Text("a".into()))])
                 .unwrap_err();
         assert!(err.to_string().contains("`cache`"), "{err}");
+        // The cache value as written, not as a Rust value (`Text("a")`).
+        assert!(err.to_string().ends_with("got \"a\""), "{err}");
+        let err =
+            Component::new("x", "repetition", 1.0, &[("max_penalty".into(), Param::Number(1.0))])
+                .unwrap_err();
+        assert!(err.to_string().contains("`max_penalty` must be <= 0, got 1"), "{err}");
         let err = RewardSpec::new(vec![component("k", "kimi_length", 1.0, &[])]).unwrap_err();
         assert!(err.to_string().contains("accuracy"), "{err}");
         let dup = vec![component("a", "format", 1.0, &[]), component("a", "tag_count", 1.0, &[])];
