@@ -92,6 +92,36 @@ class PolicyBatch:
         )
 
 
+def narrowed(batch: PolicyBatch) -> PolicyBatch:
+    """`batch` without the columns that are padding in every row: the completion columns after
+    its longest completion and the prompt columns before its longest prompt. A micro-batch of
+    short rows then pays for its own lengths, not for the longest row of the whole step."""
+    L, T = batch.input_ids.shape[1], batch.completion_ids.shape[1]
+    P = L - T
+    t = int(batch.completion_mask.sum(dim=1).max().item()) if len(batch) else 0
+    t = max(t, 1 if T else 0)  # a row without tokens (padding) still needs one position to run
+    p = int(batch.attention_mask[:, :P].sum(dim=1).max().item()) if len(batch) else 0  # left-padded
+    if t == T and p == P:
+        return batch
+    cut = lambda x: None if x is None else x[:, :t]  # noqa: E731
+    return PolicyBatch(
+        batch.input_ids[:, P - p : P + t], batch.attention_mask[:, P - p : P + t], batch.completion_ids[:, :t],
+        batch.completion_mask[:, :t], batch.advantages, cut(batch.old_logp), cut(batch.ref_logp),
+        cut(batch.sampler_logp), cut(batch.tis_weight), batch.padding,
+    )
+
+
+def by_length(batch: PolicyBatch, units: torch.Tensor) -> torch.Tensor:
+    """[N] a row order that puts units (each row's prompt with a shared-prompt forward, else the
+    row itself: `units` [N]) of similar completion length next to each other, longest first,
+    a unit's rows together and in their order: micro-batches cut from it are then narrow."""
+    lengths = batch.completion_mask.sum(dim=1)  # [N]
+    unit_length = torch.zeros(int(units.max()) + 1, dtype=lengths.dtype, device=lengths.device)
+    unit_length = unit_length.scatter_reduce(0, units, lengths, reduce="amax")  # [U]
+    by_unit = torch.argsort(units, stable=True)  # rows grouped by unit, in order within each
+    return by_unit[torch.argsort(-unit_length[units[by_unit]], stable=True)]
+
+
 def length_advantage_sums(lengths: np.ndarray, advantages: np.ndarray, group_ids: np.ndarray) -> tuple[float, float, float]:
     """(Σ l·a, Σ l², Σ a²) over rows, with the lengths and advantages centred within each
     group: the parts of a correlation that add up over ranks (groups never span ranks).
@@ -438,8 +468,24 @@ class GRPOTrainer:
 
     @torch.no_grad()
     def reference_logprobs(self, model: Any, batch: PolicyBatch) -> torch.Tensor:
+        """[N, T] log-probs of the completion tokens under `model`, micro-batch by micro-batch."""
         size = self.config.algorithm.micro_batch_size
-        return torch.cat([self.token_logprobs(model, batch.rows(slice(i, i + size))) for i in range(0, len(batch), size)])
+        if len(batch) <= size:
+            return self.token_logprobs(model, batch)
+        order = self.micro_batch_order(batch)
+        T = batch.completion_ids.shape[1]
+        logp = torch.zeros(len(batch), T, device=self.device)
+        for start in range(0, len(batch), size):
+            rows = order[start : start + size]
+            part = self.token_logprobs(model, narrowed(batch.rows(rows)))  # [n, t <= T]
+            logp[rows, : part.shape[1]] = part
+        return logp
+
+    def micro_batch_order(self, batch: PolicyBatch) -> torch.Tensor:
+        """[N] the order in which `batch`'s rows are cut into micro-batches: by completion length
+        (see `by_length`), each prompt's rows together when they share its forward."""
+        units = distinct_prompts(batch)[1] if self.share_prompts else torch.arange(len(batch), device=self.device)
+        return by_length(batch, units)
 
     # ---- 5. update ----------------------------------------------------------------------------
 
@@ -491,7 +537,14 @@ class GRPOTrainer:
                 # that can move the weights run the forward and backward passes. A mini-batch's
                 # gradient does not depend on how it is cut into micro-batches: with a shared
                 # prompt forward each prompt's rows stay together, so they share its forward.
-                arranged = rows_by_prompt(mini) if self.share_prompts else torch.arange(len(mini), device=self.device)
+                # Several micro-batches: rows of similar lengths together, each micro-batch cut to
+                # its own longest row (one micro-batch keeps the plain order; it is as narrow).
+                if len(mini) > a.micro_batch_size:
+                    arranged = self.micro_batch_order(mini)
+                elif self.share_prompts:
+                    arranged = rows_by_prompt(mini)
+                else:
+                    arranged = torch.arange(len(mini), device=self.device)
                 in_loss = mini.rows(arranged[self.rows_in_gradient(mini)[arranged]])  # one gather: the rows and their order
                 skipped_rows += len(mini) - len(in_loss)
                 metric_tokens = totals[1] if len(in_loss) == len(mini) else float(in_loss.completion_mask.sum())
@@ -500,6 +553,8 @@ class GRPOTrainer:
                 starts = range(0, len(in_loss), a.micro_batch_size)
                 for start in starts:
                     micro = in_loss.rows(slice(start, start + a.micro_batch_size))
+                    if len(starts) > 1:
+                        micro = narrowed(micro)
                     # TIS: the clipped surrogate scales with the advantage, so a per-token
                     # weight on the advantage weights exactly that token's policy-gradient term.
                     advantages = micro.advantages if micro.tis_weight is None else micro.advantages[:, None] * micro.tis_weight  # [n] or [n, T]
