@@ -86,7 +86,7 @@ def make_trainer(args: argparse.Namespace, model: Any, tokenizer: Any, backend: 
 
 def synchronize(device: str) -> None:
     if device.startswith("cuda"):
-        torch.cuda.synchronize()
+        torch.cuda.synchronize(device)
 
 
 def time_steps(args: argparse.Namespace, trainer: GRPOTrainer) -> dict[str, float]:
@@ -94,7 +94,7 @@ def time_steps(args: argparse.Namespace, trainer: GRPOTrainer) -> dict[str, floa
     trainer.train_step()  # warm-up: Triton compiles its kernels here
     synchronize(args.device)
     if args.device.startswith("cuda"):
-        torch.cuda.reset_peak_memory_stats()
+        torch.cuda.reset_peak_memory_stats(args.device)
     seconds, updates = [], []
     for _ in range(args.steps - 1):
         start = time.perf_counter()
@@ -102,7 +102,7 @@ def time_steps(args: argparse.Namespace, trainer: GRPOTrainer) -> dict[str, floa
         synchronize(args.device)
         seconds.append(time.perf_counter() - start)
         updates.append(metrics["time/logprobs"] + metrics["time/update"])
-    peak = torch.cuda.max_memory_allocated() / 2**20 if args.device.startswith("cuda") else float("nan")
+    peak = torch.cuda.max_memory_allocated(args.device) / 2**20 if args.device.startswith("cuda") else float("nan")
     return {"seconds": statistics.median(seconds), "update": statistics.median(updates), "peak_mib": peak}
 
 
@@ -157,7 +157,7 @@ def main() -> int:
         trainers = {backend: make_trainer(args, models[backend], tokenizer, backend, Path(tmp)) for backend in BACKENDS}
         results = {backend: time_steps(args, trainers[backend]) for backend in BACKENDS}
         check = same_batch(args, models, trainers)
-    name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "CPU (Triton interpreter)"
+    name = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else "CPU (Triton interpreter)"
     parameters = sum(p.numel() for p in base.parameters())
     print(f"# device: {name}; {args.size} ({parameters / 1e6:.1f} M parameters, {str(dtype).removeprefix('torch.')}); "
           f"{args.prompts} prompts x {args.group_size}, <= {args.max_new_tokens} new tokens, beta 0.04, "

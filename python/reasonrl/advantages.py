@@ -88,7 +88,9 @@ def compute_advantages(
         eps: added to the standard deviation before dividing.
         in_batch: (N,) bools, the responses that enter the loss (after DAPO's filter or the
             masking of truncated responses); None: all. The others still count in their
-            group's statistics and get advantage 0; REINFORCE++ whitens over these only.
+            group's statistics and get advantage 0; REINFORCE++ whitens over these only (its
+            mean is exactly 0 while whole groups are left out, and moves, with every
+            advantage, when a group is cut in two).
         threads: worker threads for this call (default: ``reasonrl.get_num_threads()``).
 
     Returns:

@@ -97,8 +97,9 @@ def test_ddp_two_ranks_train_like_one_process(tmp_path, fused_lm_head):
     uniform = [step1[1], step1[3], step2[0]]  # rank r gets prompts r, r + 2 of each round
     refill = fused_lm_head
     sections = {
+        # REINFORCE++ whitens over the rows kept on all ranks together (filter-only variant).
         "algorithm": {"loss_type": "dapo", "dynamic_sampling": True, "fused_lm_head": fused_lm_head,
-                      "max_sampling_rounds": 4 if refill else 1},
+                      "max_sampling_rounds": 4 if refill else 1, "estimator": "grpo" if refill else "reinforce_pp"},
         "distributed": {"strategy": "ddp"},
     }
 

@@ -212,3 +212,14 @@ def test_sft_logs_the_lr_each_step_trained_with(tmp_path, tiny_model, tokenizer)
     SFTTrainer(config, tiny_model, tokenizer, pairs).train()
     logged = [json.loads(line)["lr"] for line in (tmp_path / "sft" / "metrics.jsonl").read_text().splitlines()]
     assert logged == pytest.approx([2.5e-4, 5e-4, 7.5e-4])  # warm-up: (step + 1) / 4 of 1e-3
+
+
+def test_a_model_folder_under_home_loads(tmp_path, tiny_model, tokenizer, monkeypatch):
+    from reasonrl.config import ModelConfig
+    from reasonrl.trainer.models import load_model_and_tokenizer
+
+    tiny_model.save_pretrained(tmp_path / "home" / "m")
+    tokenizer.save_pretrained(tmp_path / "home" / "m")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    model, _ = load_model_and_tokenizer(ModelConfig(name_or_path="~/m", device="cpu"))
+    assert model.config.vocab_size == tiny_model.config.vocab_size

@@ -197,6 +197,30 @@ def distinct_prompts(batch: PolicyBatch) -> tuple[torch.Tensor, torch.Tensor]:
     return distinct, row_prompt
 
 
+def whitened_across_ranks(rewards: np.ndarray, group_ids: np.ndarray, keep: np.ndarray, eps: float = 1e-6) -> np.ndarray:
+    """(N,) REINFORCE++ advantages (group baseline, then whitening) whitened over the kept rows
+    of all ranks, as `compute_advantages(..., "reinforce_pp", in_batch=keep)` whitens over one
+    process's batch: the result does not depend on the number of ranks. Groups never span
+    ranks, so the group step stays local; only the whitening statistics are reduced."""
+    centred = compute_advantages(rewards, group_ids, "dr_grpo", eps=eps, in_batch=keep).astype(np.float64)
+    valid = keep & ~np.isnan(rewards)
+    # A group cut in two by `keep` (a truncated row left out) moves the mean off 0; whole
+    # groups sum to 0, and the mean is then taken as exactly 0 (see the Rust core).
+    _, group = np.unique(group_ids, return_inverse=True)
+    has_reward = ~np.isnan(rewards)
+    kept, present = np.bincount(group, weights=valid), np.bincount(group, weights=has_reward)
+    cut = float(((kept > 0) & (kept < present)).any()) if len(rewards) else 0.0
+    s = centred[valid]
+    total, squares, count, any_cut = all_reduce([float(s.sum()), float((s * s).sum()), float(len(s)), cut])
+    out = np.zeros(len(rewards), dtype=np.float32)
+    if count < 2:
+        return out
+    mean = total / count if any_cut else 0.0
+    std = float(np.sqrt(max(squares - count * mean * mean, 0.0) / (count - 1)))
+    out[valid] = ((s - mean) / (std + eps)).astype(np.float32)
+    return out
+
+
 def signal_groups(rewards: np.ndarray, group_ids: np.ndarray) -> int:
     """How many groups have rewards that are not all equal (the groups DAPO's filter keeps)."""
     if not len(rewards):
@@ -417,6 +441,8 @@ class GRPOTrainer:
         # Rows left out still count in their group's mean and std (they were sampled);
         # REINFORCE++ whitens over the rows kept, the batch it trains on.
         in_batch = None if keep.all() else keep
+        if self.config.algorithm.estimator == "reinforce_pp" and world_size() > 1:
+            return whitened_across_ranks(scores.total, group_ids, keep), keep
         advantages = compute_advantages(scores.total, group_ids, self.config.algorithm.estimator, in_batch=in_batch)
         return advantages, keep
 

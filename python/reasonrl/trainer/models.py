@@ -44,8 +44,10 @@ def load_model_and_tokenizer(config: ModelConfig, *, name_or_path: str | None = 
     """A causal LM (local folder or hub id) on the configured device, and its tokenizer."""
     path = name_or_path or config.name_or_path
     device = usable_device(config.device)
-    if path.startswith((".", "/", "~")) and not Path(path).expanduser().is_dir():
-        raise InvalidInputError(f"cannot load the model: no such folder: {path}")
+    if path.startswith((".", "/", "~")):
+        if not Path(path).expanduser().is_dir():
+            raise InvalidInputError(f"cannot load the model: no such folder: {path}")
+        path = str(Path(path).expanduser())  # from_pretrained takes "~/m" for a hub id
     dtype = "auto" if config.dtype == "auto" else DTYPES[config.dtype]
     try:
         model: Any = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, trust_remote_code=config.trust_remote_code)

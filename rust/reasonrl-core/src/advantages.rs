@@ -350,12 +350,27 @@ pub fn compute_advantages_in_batch<R: Reward>(
     if valid < 2 {
         return Ok(vec![0.0; rewards.len()]);
     }
-    let mean = if in_batch.is_none() { 0.0 } else { sum / valid as f64 };
+    // Each group's centred rewards sum to 0, so the mean over whole groups is 0 exactly: taking
+    // it as 0 keeps a group of equal rewards at exactly 0 (not ±1e-17 of rounding). Only a
+    // group cut in two by `in_batch` (a truncated response left out) moves the mean.
+    let mean = if whole_groups(rewards, &groups, in_batch) { 0.0 } else { sum / valid as f64 };
     let (squares, _) = sum_indices(centred.len(), |i| centred[i].map(|s| (s - mean) * (s - mean)));
     let std = (squares / (valid - 1) as f64).sqrt();
     Ok(map_indices(centred.len(), |i| {
         centred[i].map_or(0.0, |s| ((s - mean) / (std + eps)) as f32)
     }))
+}
+
+/// Whether `in_batch` keeps or leaves out each group's valid (non-NaN) responses together.
+fn whole_groups<R: Reward>(rewards: &[R], groups: &Groups, in_batch: Option<&[bool]>) -> bool {
+    let Some(mask) = in_batch else { return true };
+    (0..groups.len()).all(|g| {
+        let mut valid = groups.members(g).filter(|&i| !rewards[i].to_f64().is_nan());
+        match valid.next() {
+            None => true,
+            Some(first) => valid.all(|i| mask[i] == mask[first]),
+        }
+    })
 }
 
 /// DAPO dynamic sampling: `true` for every response whose group carries a learning signal, i.e.
@@ -472,6 +487,35 @@ mod tests {
                 .unwrap();
         assert_eq!(&adv[3..], &[0.0, 0.0], "{adv:?}");
         assert!(adv[..3].iter().all(|a| *a != 0.0));
+    }
+
+    #[test]
+    fn reinforce_pp_keeps_equal_groups_at_zero_when_whole_groups_or_nan_rows_leave() {
+        // Row 2 has no reward; group 2 is left out whole (DAPO's filter).
+        let rewards = [0.1f64, 0.9, f64::NAN, 1.0, 1.0, 0.3, 0.8];
+        let ids = [0, 0, 0, 1, 1, 2, 2];
+        let in_batch = [true, true, false, true, true, false, false];
+        let adv = compute_advantages_in_batch(
+            &rewards,
+            &ids,
+            Estimator::ReinforcePlusPlus,
+            1e-6,
+            Some(&in_batch),
+        )
+        .unwrap();
+        assert_eq!(&adv[2..], &[0.0; 5], "{adv:?}");
+        // A group cut in two (its 0.9, truncated, left out) moves the mean off 0: the equal
+        // group shifts with everyone else, as batch whitening does.
+        let cut = [true, false, true, true, true, true, true];
+        let adv = compute_advantages_in_batch(
+            &rewards,
+            &ids,
+            Estimator::ReinforcePlusPlus,
+            1e-6,
+            Some(&cut),
+        )
+        .unwrap();
+        assert!(adv[3] > 0.1 && adv[3] == adv[4], "{adv:?}");
     }
 
     #[test]

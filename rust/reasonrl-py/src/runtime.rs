@@ -10,7 +10,7 @@ use reasonrl_core::parallel;
 use crate::errors::{panic_to_py_err, to_py_err};
 
 /// A `threads=` argument as Python gives it: any int (or object with `__index__`). The pool
-/// checks the upper limit; a count beyond 64 bits, a negative count or a non-integer is an
+/// checks the upper limit; a count beyond i64, a negative count or a non-integer is an
 /// error naming the argument here (not a bare OverflowError or "cannot be interpreted as an
 /// integer").
 pub struct ThreadsArg(usize);
@@ -26,15 +26,16 @@ impl<'a, 'py> FromPyObject<'a, 'py> for ThreadsArg {
         match obj.extract::<i64>() {
             Ok(n) if n >= 0 => Ok(ThreadsArg(usize::try_from(n).unwrap_or(usize::MAX))),
             Ok(n) => Err(negative(&n.to_string())),
-            // An int beyond i64: only its sign matters.
-            Err(_) if obj.is_instance_of::<PyInt>() => Err(if obj.gt(0)? {
-                invalid(format!(
-                    "must be at most {}, got an int beyond 64 bits",
-                    parallel::MAX_THREADS
-                ))
-            } else {
-                negative("a negative int beyond 64 bits")
-            }),
+            // An int beyond i64 (a numpy uint64 too, through `__index__`): only its sign matters.
+            Err(_) if obj.is_instance_of::<PyInt>() || obj.hasattr("__index__")? => {
+                let value = obj.call_method0("__index__")?;
+                let shown = value.str()?.to_string();
+                Err(if value.gt(0)? {
+                    invalid(format!("must be at most {}, got {shown}", parallel::MAX_THREADS))
+                } else {
+                    negative(&shown)
+                })
+            }
             Err(_) => Err(PyTypeError::new_err(format!(
                 "threads must be an int or None, got {}",
                 obj.get_type().name()?
