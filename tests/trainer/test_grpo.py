@@ -125,6 +125,58 @@ def test_resume_continues_exactly(tmp_path, tokenizer, problems, make_trainer):
     assert [x["step"] for x in lines if "reward/total" in x] == [1, 2, 3]  # the longer run went on from `final`
 
 
+def test_ctrl_c_finishes_the_step_saves_it_and_resume_continues_exactly(tmp_path, tokenizer, problems, make_trainer, capsys):
+    import os
+    import signal
+
+    from reasonrl.demo import DemoSettings
+    from reasonrl.demo.run import build_tiny_model
+
+    train, _ = problems
+    settings = DemoSettings(hidden_size=32, layers=2, heads=2)
+
+    def fresh(folder, steps):
+        torch.manual_seed(0)
+        return make_trainer(tmp_path / folder, build_tiny_model(len(tokenizer), tokenizer, settings), tokenizer, train,
+                            run={"steps": steps})
+
+    straight = fresh("a", 3)
+    straight.train()
+
+    def pressing_ctrl_c(trainer, times: int):
+        """Ctrl-C `times` times at the start of the trainer's second step, then the step itself."""
+        step, calls = trainer.train_step, []
+
+        def train_step():
+            calls.append(1)
+            if len(calls) == 2:
+                for _ in range(times):
+                    os.kill(os.getpid(), signal.SIGINT)
+            return step()
+
+        trainer.train_step = train_step
+        return trainer
+
+    interrupted = pressing_ctrl_c(fresh("b", 3), times=1)
+    with pytest.raises(KeyboardInterrupt):
+        interrupted.train()
+    run_dir = tmp_path / "b" / "run"
+    # The step in flight finished and was saved; nothing after it ran.
+    assert (run_dir / "checkpoint-2").is_dir() and not (run_dir / "final").exists()
+    assert "interrupted: saved" in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back
+    resumed = fresh("b", 3)
+    resumed.train(resume=True)
+    for a, b in zip(straight.model.parameters(), resumed.model.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+    # A second Ctrl-C stops at once, inside the step, without saving it.
+    twice = pressing_ctrl_c(fresh("c", 3), times=2)
+    with pytest.raises(KeyboardInterrupt):
+        twice.train()
+    assert not (tmp_path / "c" / "run" / "checkpoint-2").exists()
+
+
 def test_resume_after_a_crash_logs_each_step_once(tmp_path, tokenizer, problems, make_trainer, capsys):
     from reasonrl.demo import DemoSettings
     from reasonrl.demo.run import build_tiny_model

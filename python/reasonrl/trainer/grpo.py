@@ -17,6 +17,8 @@ from __future__ import annotations
 import copy
 import random
 import signal
+import sys
+import threading
 import time
 from collections.abc import Sequence
 from contextlib import contextmanager
@@ -831,7 +833,7 @@ class GRPOTrainer:
         with RunLogger(
             self.output_dir, stage=self.config.name or "grpo", total_steps=run.steps,
             tensorboard=run.tensorboard, wandb_project=run.wandb_project, progress_bar=run.progress_bar,
-        ) as logger, _save_on_interrupt(self):
+        ) as logger, _stop_after_the_step_on_interrupt() as interrupted:
             while self.step < run.steps:
                 metrics = self.train_step()
                 self.step += 1
@@ -841,9 +843,16 @@ class GRPOTrainer:
                 logger.log(self.step, metrics)
                 if run.log_completions_every and self.step % run.log_completions_every == 0:
                     logger.log_completions(self.step, self._last_samples)
+                saved = None
                 if run.save_every and self.step % run.save_every == 0:
-                    self.save(self.output_dir / f"checkpoint-{self.step}")
+                    saved = self.save(self.output_dir / f"checkpoint-{self.step}")
                 history = metrics
+                if interrupted():
+                    with _signal_ignored(signal.SIGINT):  # a half-written checkpoint helps nobody
+                        saved = saved or self.save(self.output_dir / f"checkpoint-{self.step}")
+                    if saved is not None:
+                        print(f"\ninterrupted: saved {saved} (continue with --resume)", file=sys.stderr)
+                    raise KeyboardInterrupt
             final_eval = None
             if self.eval_examples:
                 if last_eval is not None and last_eval[0] == self.step:
@@ -879,24 +888,40 @@ def _check_fused_head(model: Any, strategy: str) -> None:
 
 
 @contextmanager
-def _save_on_interrupt(trainer: GRPOTrainer) -> Iterator[None]:
-    """Ctrl-C saves a checkpoint of the last finished step before the run stops.
+def _stop_after_the_step_on_interrupt() -> Iterator[Any]:
+    """Ctrl-C lets the step in flight finish; the loop then saves a checkpoint of it and stops
+    (KeyboardInterrupt), so that --resume continues exactly as if the run had not stopped: a
+    step cut in the middle would leave its weights half-updated and its prompts consumed. A
+    second Ctrl-C stops at once, without saving. Yields a function: whether Ctrl-C was pressed.
 
-    Not under torchrun: a save is a collective, and ranks interrupted at different points would
-    wait on each other forever (set run.save_every there)."""
+    Not under torchrun (nor off the main thread): a save is a collective, and ranks interrupted
+    at different steps would wait on each other forever (set run.save_every there)."""
+    pressed = [False]
+    if world_size() > 1 or threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+
+    def on_ctrl_c(signum: int, frame: Any) -> None:
+        if pressed[0]:
+            raise KeyboardInterrupt
+        pressed[0] = True
+        print("\ninterrupted: finishing this step, then saving a checkpoint (Ctrl-C again to stop now)",
+              file=sys.stderr)
+
+    previous = signal.signal(signal.SIGINT, on_ctrl_c)
+    try:
+        yield lambda: pressed[0]
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@contextmanager
+def _signal_ignored(signum: int) -> Iterator[None]:
+    previous = signal.signal(signum, signal.SIG_IGN)
     try:
         yield
-    except KeyboardInterrupt:
-        if trainer.step and world_size() == 1:
-            # A second Ctrl-C during the save must not leave a half-written folder: ignore it.
-            previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-            try:
-                path = trainer.save(trainer.output_dir / f"checkpoint-{trainer.step}")
-                if path is not None:
-                    print(f"\ninterrupted: saved {path} (continue with --resume)")
-            finally:
-                signal.signal(signal.SIGINT, previous)
-        raise
+    finally:
+        signal.signal(signum, previous)
 
 
 def evaluate_policy(
