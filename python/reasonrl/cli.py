@@ -198,6 +198,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"reasonrl: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # training has saved what it had (see GRPOTrainer.train)
+        print("reasonrl: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

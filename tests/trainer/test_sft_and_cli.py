@@ -223,3 +223,14 @@ def test_a_model_folder_under_home_loads(tmp_path, tiny_model, tokenizer, monkey
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     model, _ = load_model_and_tokenizer(ModelConfig(name_or_path="~/m", device="cpu"))
     assert model.config.vocab_size == tiny_model.config.vocab_size
+
+
+def test_cli_reports_an_interrupt_with_status_130_not_a_traceback(monkeypatch, capsys):
+    from reasonrl import cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_info", interrupted)  # the command `reasonrl info` runs
+    assert cli.main(["info"]) == 130
+    assert capsys.readouterr().err == "reasonrl: interrupted\n"
