@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from transformers import DynamicCache
 
-from reasonrl.advantages import compute_advantages, filter_groups
+from reasonrl.advantages import Estimator, compute_advantages, filter_groups
 from reasonrl.config import ConfigError, StageConfig
 from reasonrl.data import Example, PromptTemplate, get_template
 from reasonrl.errors import ReasonRLError, TrainingError
@@ -199,28 +199,19 @@ def distinct_prompts(batch: PolicyBatch) -> tuple[torch.Tensor, torch.Tensor]:
     return distinct, row_prompt
 
 
-def whitened_across_ranks(rewards: np.ndarray, group_ids: np.ndarray, keep: np.ndarray, eps: float = 1e-6) -> np.ndarray:
-    """(N,) REINFORCE++ advantages (group baseline, then whitening) whitened over the kept rows
-    of all ranks, as `compute_advantages(..., "reinforce_pp", in_batch=keep)` whitens over one
-    process's batch: the result does not depend on the number of ranks. Groups never span
-    ranks, so the group step stays local; only the whitening statistics are reduced."""
-    centred = compute_advantages(rewards, group_ids, "dr_grpo", eps=eps, in_batch=keep).astype(np.float64)
-    valid = keep & ~np.isnan(rewards)
-    # A group cut in two by `keep` (a truncated row left out) moves the mean off 0; whole
-    # groups sum to 0, and the mean is then taken as exactly 0 (see the Rust core).
-    _, group = np.unique(group_ids, return_inverse=True)
-    has_reward = ~np.isnan(rewards)
-    kept, present = np.bincount(group, weights=valid), np.bincount(group, weights=has_reward)
-    cut = float(((kept > 0) & (kept < present)).any()) if len(rewards) else 0.0
-    s = centred[valid]
-    total, squares, count, any_cut = all_reduce([float(s.sum()), float((s * s).sum()), float(len(s)), cut])
-    out = np.zeros(len(rewards), dtype=np.float32)
-    if count < 2:
-        return out
-    mean = total / count if any_cut else 0.0
-    std = float(np.sqrt(max(squares - count * mean * mean, 0.0) / (count - 1)))
-    out[valid] = ((s - mean) / (std + eps)).astype(np.float32)
-    return out
+def advantages_over_ranks(rewards: np.ndarray, group_ids: np.ndarray, keep: np.ndarray, estimator: Estimator) -> np.ndarray:
+    """(N,) this rank's advantages, computed by one Rust call over the rows of all ranks at once
+    (their rewards, group ids and keep masks gathered: a few floats a row). For REINFORCE++,
+    whose whitening spans the batch, so that N ranks give what one process gives; a group never
+    spans ranks, so each rank's ids are moved past the previous ranks'."""
+    parts = gather_objects((rewards, group_ids, keep))
+    offsets = np.cumsum([0] + [int(ids.max()) + 1 if len(ids) else 0 for _, ids, _ in parts])
+    advantages = compute_advantages(
+        np.concatenate([r for r, _, _ in parts]), np.concatenate([ids + o for (_, ids, _), o in zip(parts, offsets)]),
+        estimator, in_batch=np.concatenate([k for _, _, k in parts]),
+    )
+    start = sum(len(r) for r, _, _ in parts[: rank()])
+    return advantages[start : start + len(rewards)]
 
 
 def signal_groups(rewards: np.ndarray, group_ids: np.ndarray) -> int:
@@ -380,8 +371,9 @@ class GRPOTrainer:
         with self._generating():
             return self.rollout.generate(prompts, self.config.rollout.group_size, self.sampling())
 
-    def sample_step(self, timed: Any) -> tuple[list[Example], Rollouts, RewardScores, int]:
-        """This step's prompts, their rollouts and rewards, and the sampling rounds it took.
+    def sample_step(self, timed: Any) -> tuple[list[Example], Rollouts, RewardScores, int, float]:
+        """This step's prompts, their rollouts and rewards, the sampling rounds it took and (with
+        dynamic sampling, else NaN) its groups with signal on all ranks.
 
         One round: a step's worth of prompts, G completions each, scored. With DAPO's dynamic
         sampling, groups whose rewards are all equal carry no signal (`advantages` drops them),
@@ -391,10 +383,10 @@ class GRPOTrainer:
         `algorithm.max_sampling_rounds` have run. All the groups with signal are kept: the last
         round may add more than were missing."""
         a = self.config.algorithm
-        rounds = 0
         examples: list[Example] = []
         rollouts: list[Rollouts] = []
         scores: list[RewardScores] = []
+        with_signal, groups = 0, float("nan")  # this rank's groups with signal; all ranks'
         while True:
             more = self.sampler.next_step()
             with timed("generate"):
@@ -402,14 +394,14 @@ class GRPOTrainer:
             with timed("reward"):
                 scores.append(self.score(more, rollouts[-1]))
             examples += more
-            rounds += 1
-            if not a.dynamic_sampling or rounds >= a.max_sampling_rounds:
+            if not a.dynamic_sampling:
                 break
-            with_signal = sum(signal_groups(s.total, r.prompt_index.cpu().numpy()) for s, r in zip(scores, rollouts))
-            if all_reduce([float(with_signal)])[0] >= self.config.rollout.prompts_per_step:
+            with_signal += signal_groups(scores[-1].total, rollouts[-1].prompt_index.cpu().numpy())
+            groups = all_reduce([float(with_signal)])[0]
+            if groups >= self.config.rollout.prompts_per_step or len(rollouts) >= a.max_sampling_rounds:
                 break
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        return examples, Rollouts.concat(rollouts, pad), RewardScores.concat(scores), rounds
+        return examples, Rollouts.concat(rollouts, pad), RewardScores.concat(scores), len(rollouts), groups
 
     # ---- 2. rewards ---------------------------------------------------------------------------
 
@@ -441,12 +433,11 @@ class GRPOTrainer:
         if self.config.rollout.mask_truncated:
             keep &= ~rollouts.truncated.cpu().numpy()
         # Rows left out still count in their group's mean and std (they were sampled);
-        # REINFORCE++ whitens over the rows kept, the batch it trains on.
-        in_batch = None if keep.all() else keep
-        if self.config.algorithm.estimator == "reinforce_pp" and world_size() > 1:
-            return whitened_across_ranks(scores.total, group_ids, keep), keep
-        advantages = compute_advantages(scores.total, group_ids, self.config.algorithm.estimator, in_batch=in_batch)
-        return advantages, keep
+        # REINFORCE++ whitens over the rows kept, the batch it trains on: all ranks' rows.
+        estimator = self.config.algorithm.estimator
+        if estimator == "reinforce_pp" and world_size() > 1:
+            return advantages_over_ranks(scores.total, group_ids, keep, estimator), keep
+        return compute_advantages(scores.total, group_ids, estimator, in_batch=keep), keep
 
     def pack(self, rollouts: Rollouts, advantages: np.ndarray, keep: np.ndarray, rows_total: int | None = None) -> PolicyBatch:
         """The kept rows as one batch, followed by `rows_total` − kept padding rows (copies of
@@ -667,7 +658,7 @@ class GRPOTrainer:
             key = f"time/{name}"
             timings[key] = timings.get(key, 0.0) + time.perf_counter() - start
 
-        examples, rollouts, scores, rounds = self.sample_step(timed)
+        examples, rollouts, scores, rounds, groups_with_signal = self.sample_step(timed)
         with timed("reward"):
             advantages, keep = self.advantages(scores, rollouts)
         # Under torchrun, dynamic sampling may keep more rows on one rank than on another: all
@@ -718,8 +709,7 @@ class GRPOTrainer:
             # Groups with signal in the step, all ranks together (the same on every rank, so
             # the mean over ranks keeps it), and the rounds it took to find them.
             metrics["dynamic_sampling/rounds"] = float(rounds)
-            metrics["dynamic_sampling/groups"] = all_reduce(
-                [float(signal_groups(scores.total, rollouts.prompt_index.cpu().numpy()))])[0]
+            metrics["dynamic_sampling/groups"] = groups_with_signal
         # Whether the longer completions of a group got the higher (> 0) or lower (< 0)
         # advantages, over the rows in the loss: the pressure on response length this step.
         # Absent when no group varies in both.
