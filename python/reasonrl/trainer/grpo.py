@@ -178,10 +178,10 @@ def completion_outputs(model: Any, batch: PolicyBatch, *, share_prompts: bool, h
             first = _forward(
                 model, head_input, input_ids=prompt_ids, attention_mask=prompt_mask,
                 position_ids=(prompt_mask.cumsum(dim=1) - 1).clamp(min=0), use_cache=True, logits_to_keep=1, **cache_arg,
-            )[row_prompt]  # [N, 1, V or H]
+            ).index_select(0, row_prompt)  # [N, 1, V or H]
             if T == 1:
                 return first
-            cache.batch_select_indices(row_prompt)  # each row's copy of its prompt's keys/values
+            select_cache_rows(cache, row_prompt)  # each row's copy of its prompt's keys/values
             positions = (batch.attention_mask.cumsum(dim=1) - 1).clamp(min=0)  # [N, L]
             rest = _forward(
                 model, head_input, input_ids=batch.completion_ids[:, :-1], attention_mask=batch.attention_mask[:, :-1],
@@ -189,6 +189,20 @@ def completion_outputs(model: Any, batch: PolicyBatch, *, share_prompts: bool, h
             )  # [N, T - 1, V or H]
             return torch.cat([first, rest], dim=1)
     return _forward(model, head_input, **completion_forward_inputs(batch))
+
+
+def select_cache_rows(cache: DynamicCache, rows: torch.Tensor) -> None:
+    """Replaces every layer's [B, Hkv, P, D] keys and values by their rows `rows` ([N]).
+
+    `index_select`, not tensor indexing (which `DynamicCache.batch_select_indices` uses): on CPU
+    the backward of indexing accumulates the N rows' gradients into the B prompts in an order
+    that depends on thread timing (`index_put_` with `accumulate=True`), so the prompt keys' and
+    values' gradients changed in their last bits from run to run; `index_select`'s backward
+    (`index_add_`) adds them in a fixed order."""
+    for layer in cache.layers:
+        keys, values = getattr(layer, "keys", None), getattr(layer, "values", None)
+        if keys is not None and values is not None and keys.numel():
+            layer.keys, layer.values = keys.index_select(0, rows), values.index_select(0, rows)
 
 
 def distinct_prompts(batch: PolicyBatch) -> tuple[torch.Tensor, torch.Tensor]:
