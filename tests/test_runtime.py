@@ -68,7 +68,7 @@ def test_absurd_thread_counts_are_refused_and_pools_do_not_pile_up():
         reasonrl.compute_advantages(np.ones(4), [0, 0, 1, 1], threads=-(2**70))
     with pytest.raises(InvalidInputError, match=rf"`threads`: must be at most 1024, got {2**64 - 1}\b"):
         reasonrl.compute_advantages(np.ones(4), [0, 0, 1, 1], threads=np.uint64(2**64 - 1))
-    for bad, kind in ((2.5, "float"), ("3", "str")):
+    for bad, kind in ((2.5, "float"), ("3", "str"), (True, "bool")):
         with pytest.raises(TypeError, match=rf"threads must be an int or None, got {kind}"):
             reasonrl.compute_advantages(np.ones(4), [0, 0, 1, 1], threads=bad)
     # numpy integers count as ints.

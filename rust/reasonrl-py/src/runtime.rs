@@ -4,7 +4,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
-use pyo3::types::PyInt;
+use pyo3::types::{PyBool, PyInt};
 use reasonrl_core::parallel;
 
 use crate::errors::{panic_to_py_err, to_py_err};
@@ -23,6 +23,10 @@ impl<'a, 'py> FromPyObject<'a, 'py> for ThreadsArg {
         let negative = |shown: &str| {
             invalid(format!("must be >= 1 (or None for the configured count), got {shown}"))
         };
+        // A bool is an int to Python (`threads=True` would mean one worker): refused as a mistake.
+        if obj.is_instance_of::<PyBool>() {
+            return Err(PyTypeError::new_err("threads must be an int or None, got bool"));
+        }
         match obj.extract::<i64>() {
             Ok(n) if n >= 0 => Ok(ThreadsArg(usize::try_from(n).unwrap_or(usize::MAX))),
             Ok(n) => Err(negative(&n.to_string())),
