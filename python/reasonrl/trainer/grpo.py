@@ -198,7 +198,7 @@ def select_cache_rows(cache: DynamicCache, rows: torch.Tensor) -> None:
     the backward of indexing accumulates the N rows' gradients into the B prompts in an order
     that depends on thread timing (`index_put_` with `accumulate=True`), so the prompt keys' and
     values' gradients changed in their last bits from run to run; `index_select`'s backward
-    (`index_add_`) adds them in a fixed order."""
+    (`index_add_`) adds them in a fixed order on CPU."""
     for layer in cache.layers:
         keys, values = getattr(layer, "keys", None), getattr(layer, "values", None)
         if keys is not None and values is not None and keys.numel():
