@@ -4,6 +4,7 @@ prompt gives the plain forward's logits and gradient, and trains exactly like it
 from __future__ import annotations
 
 import copy
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -12,7 +13,8 @@ from same_training import assert_trains_alike
 
 from reasonrl.data import get_template
 from reasonrl.demo.task import PROMPT_TEMPLATE
-from reasonrl.trainer.grpo import GRPOTrainer, PolicyBatch, completion_outputs, rows_by_prompt
+from reasonrl.errors import TrainingError
+from reasonrl.trainer.grpo import GRPOTrainer, PolicyBatch, completion_outputs, rows_by_prompt, select_cache_rows
 
 
 def shuffled_groups(tokenizer, completion_width: int) -> PolicyBatch:
@@ -81,6 +83,26 @@ def test_shared_prompt_forward_has_a_repeatable_backward(tiny_model, tokenizer, 
     names = backward_node_names(out)
     assert "IndexSelectBackward0" in names  # the prompt's outputs were copied to its rows
     assert not {n for n in names if n.startswith("Index") and n != "IndexSelectBackward0"}, names
+
+
+def test_cache_layers_without_keys_use_their_own_selection_or_fail_clearly():
+    class StateLayer:  # e.g. a recurrent state: no keys/values, its own row selection
+        def __init__(self):
+            self.state = torch.arange(2.0)
+
+        def batch_select_indices(self, rows):
+            self.state = self.state[rows]
+
+    class OpaqueLayer:
+        pass
+
+    attention = SimpleNamespace(keys=torch.arange(2.0)[:, None], values=torch.arange(2.0)[:, None])
+    state = StateLayer()
+    select_cache_rows(SimpleNamespace(layers=[attention, state]), torch.tensor([1, 1, 0]))
+    assert attention.keys[:, 0].tolist() == [1.0, 1.0, 0.0] and attention.values[:, 0].tolist() == [1.0, 1.0, 0.0]
+    assert state.state.tolist() == [1.0, 1.0, 0.0]
+    with pytest.raises(TrainingError, match=r"OpaqueLayer cache layer .*share_prompt_forward: false"):
+        select_cache_rows(SimpleNamespace(layers=[OpaqueLayer()]), torch.tensor([0]))
 
 
 def test_rows_by_prompt_puts_each_group_together_in_order(tokenizer):

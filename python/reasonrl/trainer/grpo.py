@@ -199,10 +199,18 @@ def select_cache_rows(cache: DynamicCache, rows: torch.Tensor) -> None:
     that depends on thread timing (`index_put_` with `accumulate=True`), so the prompt keys' and
     values' gradients changed in their last bits from run to run; `index_select`'s backward
     (`index_add_`) adds them in a fixed order on CPU."""
-    for layer in cache.layers:
+    layers: list[Any] = list(cache.layers)  # Any: a union of layer types, not all with keys
+    for layer in layers:
         keys, values = getattr(layer, "keys", None), getattr(layer, "values", None)
-        if keys is not None and values is not None and keys.numel():
+        if isinstance(keys, torch.Tensor) and isinstance(values, torch.Tensor):
             layer.keys, layer.values = keys.index_select(0, rows), values.index_select(0, rows)
+        elif hasattr(layer, "batch_select_indices"):  # a layer that keeps other state
+            layer.batch_select_indices(rows)
+        else:
+            raise TrainingError(
+                f"the shared prompt forward cannot copy a {type(layer).__name__} cache layer to the rows "
+                "of its prompt; set algorithm.share_prompt_forward: false"
+            )
 
 
 def distinct_prompts(batch: PolicyBatch) -> tuple[torch.Tensor, torch.Tensor]:
