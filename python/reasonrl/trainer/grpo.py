@@ -192,7 +192,8 @@ def completion_outputs(model: Any, batch: PolicyBatch, *, share_prompts: bool, h
 
 
 def select_cache_rows(cache: DynamicCache, rows: torch.Tensor) -> None:
-    """Replaces every layer's [B, Hkv, P, D] keys and values by their rows `rows` ([N]).
+    """Gives every cache layer the batch rows `rows` ([N] indices into the B prompts): keys and
+    values [B, Hkv, P, D] become [N, Hkv, P, D].
 
     `index_select`, not tensor indexing (which `DynamicCache.batch_select_indices` uses): on CPU
     the backward of indexing accumulates the N rows' gradients into the B prompts in an order
