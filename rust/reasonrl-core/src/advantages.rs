@@ -494,27 +494,21 @@ mod tests {
         // Row 2 has no reward; group 2 is left out whole (DAPO's filter).
         let rewards = [0.1f64, 0.9, f64::NAN, 1.0, 1.0, 0.3, 0.8];
         let ids = [0, 0, 0, 1, 1, 2, 2];
-        let in_batch = [true, true, false, true, true, false, false];
-        let adv = compute_advantages_in_batch(
-            &rewards,
-            &ids,
-            Estimator::ReinforcePlusPlus,
-            1e-6,
-            Some(&in_batch),
-        )
-        .unwrap();
+        let whiten = |in_batch: &[bool]| {
+            compute_advantages_in_batch(
+                &rewards,
+                &ids,
+                Estimator::ReinforcePlusPlus,
+                1e-6,
+                Some(in_batch),
+            )
+            .unwrap()
+        };
+        let adv = whiten(&[true, true, false, true, true, false, false]);
         assert_eq!(&adv[2..], &[0.0; 5], "{adv:?}");
         // A group cut in two (its 0.9, truncated, left out) moves the mean off 0: the equal
         // group shifts with everyone else, as batch whitening does.
-        let cut = [true, false, true, true, true, true, true];
-        let adv = compute_advantages_in_batch(
-            &rewards,
-            &ids,
-            Estimator::ReinforcePlusPlus,
-            1e-6,
-            Some(&cut),
-        )
-        .unwrap();
+        let adv = whiten(&[true, false, true, true, true, true, true]);
         assert!(adv[3] > 0.1 && adv[3] == adv[4], "{adv:?}");
     }
 

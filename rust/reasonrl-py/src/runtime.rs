@@ -23,9 +23,13 @@ impl<'a, 'py> FromPyObject<'a, 'py> for ThreadsArg {
         let negative = |shown: &str| {
             invalid(format!("must be >= 1 (or None for the configured count), got {shown}"))
         };
+        let not_an_int = || -> PyResult<PyErr> {
+            let kind = obj.get_type().name()?;
+            Ok(PyTypeError::new_err(format!("threads must be an int or None, got {kind}")))
+        };
         // A bool is an int to Python (`threads=True` would mean one worker): refused as a mistake.
         if obj.is_instance_of::<PyBool>() {
-            return Err(PyTypeError::new_err("threads must be an int or None, got bool"));
+            return Err(not_an_int()?);
         }
         match obj.extract::<i64>() {
             Ok(n) if n >= 0 => Ok(ThreadsArg(usize::try_from(n).unwrap_or(usize::MAX))),
@@ -40,10 +44,7 @@ impl<'a, 'py> FromPyObject<'a, 'py> for ThreadsArg {
                     negative(&shown)
                 })
             }
-            Err(_) => Err(PyTypeError::new_err(format!(
-                "threads must be an int or None, got {}",
-                obj.get_type().name()?
-            ))),
+            Err(_) => Err(not_an_int()?),
         }
     }
 }
