@@ -100,7 +100,8 @@ class AlgorithmConfig:
     micro_batch_size: int = 16  # sequences per forward/backward (gradient accumulation below)
     # DAPO's dynamic sampling: groups whose rewards are all equal (no signal) leave the batch,
     # and more prompts are sampled, a step's worth at a time, until the step holds
-    # rollout.prompts_per_step groups with signal or max_sampling_rounds rounds have run.
+    # rollout.prompts_per_step groups with signal or max_sampling_rounds rounds have run; a
+    # surplus from the last round leaves the loss, so a step never holds more than that.
     dynamic_sampling: bool = False
     max_sampling_rounds: int = 4
     kernel_backend: Literal["auto", "triton", "torch"] = "auto"

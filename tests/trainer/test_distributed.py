@@ -92,7 +92,8 @@ def test_ddp_two_ranks_train_like_one_process(tmp_path, fused_lm_head):
     the loss. Filter only (one sampling round): in step 1 rank 1 keeps no row at all, in step 2
     the ranks keep different numbers. With refills (and the fused head, whose weight gets its
     gradient outside DDP's forward): step 1 finds 2 of its 4 groups with signal, so both ranks
-    sample a second round together, as the single process does."""
+    sample a second round together, as the single process does; its 5 groups are one too many,
+    and both leave out the same one."""
     step1, step2 = rendered_step_prompts(1), rendered_step_prompts(2)
     uniform = [step1[1], step1[3], step2[0]]  # rank r gets prompts r, r + 2 of each round
     refill = fused_lm_head
@@ -130,6 +131,8 @@ def test_ddp_two_ranks_train_like_one_process(tmp_path, fused_lm_head):
     if refill:
         first = training_metrics(tmp_path / "one")[1]
         assert first["dynamic_sampling/rounds"] == 2 and first["dynamic_sampling/groups"] == 5, first
+        # 5 groups found, 4 trained on: the surplus group is the same one at either world size.
+        assert first["rows_in_loss"] == 4 * 4 and sum(k[0] for k in kept) == 16, (first, kept)
     assert_same_weights(tmp_path / "one" / "final", tmp_path / "two" / "final")
 
 

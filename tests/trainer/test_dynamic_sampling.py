@@ -64,6 +64,32 @@ def test_groups_without_signal_are_refilled_from_new_prompts(tmp_path, make_stag
     assert metrics["dynamic_sampling/rounds"] == 1
 
 
+def test_a_refill_that_brings_too_many_groups_keeps_the_first_in_sampling_order(
+    tmp_path, make_stage, tiny_model, tokenizer, problems
+):
+    """DAPO fills the batch to exactly its size: round 1 finds 2 groups with signal, round 2
+    all 4, and only round 2's first 2 join round 1's in the loss."""
+    train, _ = problems
+    first, second = sampler_rounds(train, 2)
+    trainer = trainer_with(tmp_path, make_stage, tiny_model, tokenizer, train, uniform=first[1:3], dynamic_sampling=True)
+    kept_rows: list[np.ndarray] = []
+    advantages = trainer.advantages
+
+    def recording(scores, rollouts):
+        adv, keep = advantages(scores, rollouts)
+        kept_rows.append(np.flatnonzero(keep))
+        return adv, keep
+
+    trainer.advantages = recording
+    metrics = trainer.train_step()
+    assert trainer.rollout.calls == [first, second]
+    assert metrics["dynamic_sampling/groups"] == 6  # found; the loss takes prompts_per_step of them
+    assert metrics["rows_in_loss"] == 16
+    # Rows 0-15: round 1 (groups 0 and 3 with signal); rows 16-31: round 2 (groups 4 and 5 kept).
+    expected = [*range(0, 4), *range(12, 16), *range(16, 24)]
+    assert kept_rows[0].tolist() == expected
+
+
 def test_refills_stop_after_max_sampling_rounds(tmp_path, make_stage, tiny_model, tokenizer, problems):
     train, _ = problems
     rounds = sampler_rounds(train, 3)

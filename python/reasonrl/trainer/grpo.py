@@ -403,8 +403,9 @@ class GRPOTrainer:
         so rounds go on, each adding a step's worth of new prompts, until the step holds
         `rollout.prompts_per_step` groups with signal (all ranks together, so every rank runs
         the same rounds and the result does not depend on the number of ranks) or
-        `algorithm.max_sampling_rounds` have run. All the groups with signal are kept: the last
-        round may add more than were missing."""
+        `algorithm.max_sampling_rounds` have run. When the last round brings more than were
+        missing, `advantages` keeps the first ones in sampling order, as DAPO fills its batch to
+        exactly its size."""
         a = self.config.algorithm
         examples: list[Example] = []
         rollouts: list[Rollouts] = []
@@ -452,7 +453,7 @@ class GRPOTrainer:
         # group's statistics; it leaves the loss's normaliser too.
         keep = ~np.isnan(scores.total)
         if self.config.algorithm.dynamic_sampling:
-            keep &= filter_groups(scores.total, group_ids)
+            keep &= self.first_groups_with_signal(filter_groups(scores.total, group_ids), group_ids, rollouts.prompts)
         if self.config.rollout.mask_truncated:
             keep &= ~rollouts.truncated.cpu().numpy()
         # Rows left out still count in their group's mean and std (they were sampled);
@@ -461,6 +462,22 @@ class GRPOTrainer:
         if estimator == "reinforce_pp" and world_size() > 1:
             return advantages_over_ranks(scores.total, group_ids, keep, estimator), keep
         return compute_advantages(scores.total, group_ids, estimator, in_batch=keep), keep
+
+    def first_groups_with_signal(self, signal: np.ndarray, group_ids: np.ndarray, prompts: int) -> np.ndarray:
+        """(N,) mask of the rows in the step's first `rollout.prompts_per_step` groups with
+        signal (`signal`: (N,) rows of groups whose rewards differ), counted in sampling order
+        over all ranks, so that the groups kept do not depend on the number of ranks. `prompts`:
+        this rank's prompts in the step, `group_ids` numbering them 0 … prompts − 1."""
+        per_step, ranks = self.config.rollout.prompts_per_step, world_size()
+        per_rank = per_step // ranks  # this rank's prompts per sampling round
+        rounds = -(-prompts // per_rank)
+        groups = np.unique(group_ids[signal])  # this rank's groups with signal, in sampling order
+        # Rank r holds prompts r, r + ranks, … of every round (`PromptSampler.next_step`).
+        order = (groups // per_rank) * per_step + (groups % per_rank) * ranks + rank()
+        flags = np.zeros(rounds * per_step)
+        flags[order] = 1.0
+        first = np.flatnonzero(np.asarray(all_reduce(flags.tolist())))[:per_step]
+        return np.isin(group_ids, groups[np.isin(order, first)])
 
     def pack(self, rollouts: Rollouts, advantages: np.ndarray, keep: np.ndarray, rows_total: int | None = None) -> PolicyBatch:
         """The kept rows as one batch, followed by `rows_total` − kept padding rows (copies of
@@ -729,8 +746,9 @@ class GRPOTrainer:
         if self._accuracy_name is not None:
             metrics["accuracy"] = metrics[f"reward/{self._accuracy_name}"]
         if a.dynamic_sampling:
-            # Groups with signal in the step, all ranks together (the same on every rank, so
-            # the mean over ranks keeps it), and the rounds it took to find them.
+            # Groups with signal found in the step, all ranks together (the same on every rank,
+            # so the mean over ranks keeps it; the loss takes at most prompts_per_step of them),
+            # and the rounds it took to find them.
             metrics["dynamic_sampling/rounds"] = float(rounds)
             metrics["dynamic_sampling/groups"] = groups_with_signal
         # Whether the longer completions of a group got the higher (> 0) or lower (< 0)
