@@ -114,6 +114,33 @@ def test_generate_wakes_samples_and_sleeps(fake_vllm, tokenizer):
     assert llm.params.temperature == 0.0 and greedy.completion_ids.shape[0] == 1
 
 
+def test_the_engine_sleeps_once_after_all_the_rounds_of_a_step(fake_vllm, tmp_path, tiny_model, tokenizer, problems, make_stage):
+    """DAPO's refills sample several rounds in one step; the weights go to the GPU and back
+    once for the step, not once per round."""
+    from reasonrl.data import get_template
+    from reasonrl.demo.task import PROMPT_TEMPLATE
+    from reasonrl.trainer.grpo import GRPOTrainer
+
+    llm = FakeLLM(tokenizer)
+    # The fake engine's completions all give the same reward: no group has signal, so the step
+    # samples max_sampling_rounds rounds.
+    config = make_stage(tmp_path, algorithm={"dynamic_sampling": True, "max_sampling_rounds": 3})
+    rollout = VLLMRollout(llm, tokenizer, policy=tiny_model, sleep_mode=True)
+    rollout._sleep()
+    trainer = GRPOTrainer(config, tiny_model, tokenizer, problems[0], template=get_template(PROMPT_TEMPLATE), rollout=rollout)
+    del llm.events[:]
+    metrics = trainer.train_step()
+    assert metrics["dynamic_sampling/rounds"] == 3
+    assert llm.events == [("wake_up", ("weights", "kv_cache")), ("generate",), ("generate",), ("generate",), ("sleep", 1)]
+    with rollout.staying_awake():  # a block that raises still ends asleep
+        with pytest.raises(RuntimeError):
+            with rollout.staying_awake():
+                rollout.generate(["1+1=?<think>"], 1, SamplingParams())
+                raise RuntimeError
+        assert llm.events[-1] == ("generate",)
+    assert llm.events[-1] == ("sleep", 1)
+
+
 def test_sync_weights_pushes_every_policy_weight(fake_vllm, tokenizer, tiny_model):
     llm = FakeLLM(tokenizer)
     rollout = VLLMRollout(llm, tokenizer, policy=tiny_model, sleep_mode=True)

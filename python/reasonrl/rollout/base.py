@@ -82,7 +82,8 @@ class RolloutBackend(Protocol):
     """Generates completions for prompts with the current policy.
 
     A backend that holds its own copy of the weights (vLLM) refreshes it in `sync_weights`,
-    which the trainer calls after every optimizer step.
+    which the trainer calls after every optimizer step. It may also offer `staying_awake()`, a
+    context manager the trainer holds around all of a step's sampling rounds (see `VLLMRollout`).
     """
 
     def generate(self, prompts: list[str], n: int, sampling: SamplingParams) -> Rollouts: ...

@@ -5,7 +5,8 @@ vLLM samples with paged attention, continuous batching and CUDA graphs — many 
 
 1. ``generate``: wake vLLM up (its weights and KV cache come back to the GPU), sample, put it to
    sleep again (``sleep(level=1)``: weights to CPU memory, KV cache dropped), which frees the
-   GPU for the trainer's forward and backward passes;
+   GPU for the trainer's forward and backward passes. A step that samples several rounds (DAPO's
+   dynamic sampling) runs them inside ``staying_awake``: one wake and one sleep for the step;
 2. after each optimizer step, ``sync_weights`` pushes the policy's new weights into vLLM (under
    FSDP, gathered in full on every rank first). Every rank runs its own engine on its own GPU
    (vLLM's ``external_launcher`` executor, inside torchrun).
@@ -21,7 +22,8 @@ from __future__ import annotations
 
 import inspect
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -73,6 +75,7 @@ class VLLMRollout:
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         self._awake = {"weights", "kv_cache"}  # what of the engine is on the GPU now
+        self._held = 0  # open `staying_awake` blocks: no sleep between generations inside one
 
     @classmethod
     def for_policy(cls, config: Any, policy: torch.nn.Module, tokenizer: Any, device: torch.device) -> VLLMRollout:
@@ -119,8 +122,20 @@ class VLLMRollout:
             self.llm.wake_up()
             self._awake = {"weights", "kv_cache"}
 
+    @contextmanager
+    def staying_awake(self) -> Iterator[None]:
+        """Generations inside the block leave the engine awake between them, and it sleeps once
+        at the end: a step's sampling rounds then move the weights to the GPU and back once,
+        not once per round (the trainer does no GPU work between rounds, only rewards)."""
+        self._held += 1
+        try:
+            yield
+        finally:
+            self._held -= 1
+            self._sleep()
+
     def _sleep(self) -> None:
-        if self.sleep_mode and self._awake:
+        if self.sleep_mode and self._awake and not self._held:
             self.llm.sleep(level=1)  # weights to CPU memory, KV cache dropped
             self._awake = set()
 

@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -411,19 +411,22 @@ class GRPOTrainer:
         rollouts: list[Rollouts] = []
         scores: list[RewardScores] = []
         with_signal, groups = 0, float("nan")  # this rank's groups with signal; all ranks'
-        while True:
-            more = self.sampler.next_step()
-            with timed("generate"):
-                rollouts.append(self.rollout_step(more))
-            with timed("reward"):
-                scores.append(self.score(more, rollouts[-1]))
-            examples += more
-            if not a.dynamic_sampling:
-                break
-            with_signal += signal_groups(scores[-1].total, rollouts[-1].prompt_index.cpu().numpy())
-            groups = all_reduce([float(with_signal)])[0]
-            if groups >= self.config.rollout.prompts_per_step or len(rollouts) >= a.max_sampling_rounds:
-                break
+        # A backend with its own engine (vLLM) stays awake through all of the step's rounds.
+        staying_awake = getattr(self.rollout, "staying_awake", nullcontext)
+        with staying_awake():
+            while True:
+                more = self.sampler.next_step()
+                with timed("generate"):
+                    rollouts.append(self.rollout_step(more))
+                with timed("reward"):
+                    scores.append(self.score(more, rollouts[-1]))
+                examples += more
+                if not a.dynamic_sampling:
+                    break
+                with_signal += signal_groups(scores[-1].total, rollouts[-1].prompt_index.cpu().numpy())
+                groups = all_reduce([float(with_signal)])[0]
+                if groups >= self.config.rollout.prompts_per_step or len(rollouts) >= a.max_sampling_rounds:
+                    break
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         return examples, Rollouts.concat(rollouts, pad), RewardScores.concat(scores), len(rollouts), groups
 
