@@ -415,7 +415,12 @@ def _apply_override(data: dict[str, Any], override: str) -> None:
     if "=" not in override:
         raise ConfigError(f"--set {override!r}: expected key=value")
     dotted, raw = override.split("=", 1)
-    value = yaml.safe_load(raw) if raw.strip() else ""
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        # Not YAML (a format string such as `{prompt}=?`, an unclosed bracket): the text itself.
+        # The field's type still decides: a string where a list belongs is a ConfigError.
+        value = raw
     parts = dotted.strip().split(".")
     node = data
     for part in parts[:-1]:

@@ -24,6 +24,12 @@ def write(tmp_path, text, name="c.yaml"):
     return path
 
 
+def test_a_value_that_is_not_yaml_is_taken_as_text(tmp_path):
+    # `{prompt}=?` parses as a broken YAML mapping; on the command line it means the text.
+    config = load_config(write(tmp_path, VALID), ["data.template={prompt}=?<think>"])
+    assert config.data.template == "{prompt}=?<think>"
+
+
 def test_valid_config_with_overrides(tmp_path):
     config = load_config(write(tmp_path, VALID), ["algorithm.beta=0.04", "rollout.stop=['</answer>']", "run.steps=7"])
     assert isinstance(config, StageConfig)
@@ -46,6 +52,7 @@ def test_valid_config_with_overrides(tmp_path):
         (VALID, ["algorithm.mini_batches=3"], r"^algorithm\.mini_batches: 3 does not divide"),
         (VALID, ["eval.ks=[4]"], r"^eval\.ks"),
         (VALID, ["noequals"], r"expected key=value"),
+        (VALID, ["rollout.stop=[</answer>"], r"^rollout\.stop: expected a list"),
         # Values out of range, each named before any model loads.
         (VALID, ["algorithm.beta=-1"], r"^algorithm\.beta: must be >= 0, got -1"),
         (VALID, ["algorithm.eps_low=-0.5"], r"^algorithm\.eps_low: must be in \[0, 1\)"),
