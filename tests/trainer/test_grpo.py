@@ -27,6 +27,27 @@ def make_trainer(make_stage):
     return build
 
 
+@pytest.fixture
+def seeded_trainer(make_trainer, tokenizer, problems):
+    """A trainer over a fresh small model whose weights are the same at every call (seed 0),
+    in `folder`: what an exact resume must reproduce."""
+    from reasonrl.demo import DemoSettings
+    from reasonrl.demo.run import build_tiny_model
+
+    settings = DemoSettings(hidden_size=32, layers=2, heads=2)
+
+    def build(folder, **run):
+        torch.manual_seed(0)
+        return make_trainer(folder, build_tiny_model(len(tokenizer), tokenizer, settings), tokenizer, problems[0], run=run)
+
+    return build
+
+
+def assert_same_weights(a: torch.nn.Module, b: torch.nn.Module) -> None:
+    for x, y in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(x, y, rtol=0, atol=0)
+
+
 def test_step_reports_every_metric_and_changes_the_weights(tmp_path, tiny_model, tokenizer, problems, make_trainer):
     train, _ = problems
     trainer = make_trainer(tmp_path, tiny_model, tokenizer, train)
@@ -102,45 +123,22 @@ def test_logprobs_ignore_prompt_padding(tmp_path, tiny_model, tokenizer, problem
     torch.testing.assert_close(padded[0], expected, rtol=1e-4, atol=1e-5)
 
 
-def test_resume_continues_exactly(tmp_path, tokenizer, problems, make_trainer):
-    from reasonrl.demo import DemoSettings
-    from reasonrl.demo.run import build_tiny_model
-
-    train, _ = problems
-    settings = DemoSettings(hidden_size=32, layers=2, heads=2)
-
-    torch.manual_seed(0)
-    straight = make_trainer(tmp_path / "a", build_tiny_model(len(tokenizer), tokenizer, settings), tokenizer, train, run={"steps": 3})
+def test_resume_continues_exactly(tmp_path, seeded_trainer):
+    straight = seeded_trainer(tmp_path / "a", steps=3)
     straight.train()
-
-    torch.manual_seed(0)
-    first = make_trainer(tmp_path / "b", build_tiny_model(len(tokenizer), tokenizer, settings), tokenizer, train, run={"steps": 2, "save_every": 2})
-    first.train()
-    resumed = make_trainer(tmp_path / "b", build_tiny_model(len(tokenizer), tokenizer, settings), tokenizer, train, run={"steps": 3})
+    seeded_trainer(tmp_path / "b", steps=2, save_every=2).train()
+    resumed = seeded_trainer(tmp_path / "b", steps=3)
     resumed.train(resume=True)
-
-    for a, b in zip(straight.model.parameters(), resumed.model.parameters()):
-        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert_same_weights(straight.model, resumed.model)
     lines = [json.loads(x) for x in (tmp_path / "b" / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [x["step"] for x in lines if "reward/total" in x] == [1, 2, 3]  # the longer run went on from `final`
 
 
-def test_ctrl_c_finishes_the_step_saves_it_and_resume_continues_exactly(tmp_path, tokenizer, problems, make_trainer, capsys):
+def test_ctrl_c_finishes_the_step_saves_it_and_resume_continues_exactly(tmp_path, seeded_trainer, capsys):
     import os
     import signal
 
-    from reasonrl.demo import DemoSettings
-    from reasonrl.demo.run import build_tiny_model
-
-    train, _ = problems
-    settings = DemoSettings(hidden_size=32, layers=2, heads=2)
-
-    def fresh(folder, steps):
-        torch.manual_seed(0)
-        return make_trainer(tmp_path / folder, build_tiny_model(len(tokenizer), tokenizer, settings), tokenizer, train,
-                            run={"steps": steps})
-
-    straight = fresh("a", 3)
+    straight = seeded_trainer(tmp_path / "a", steps=3)
     straight.train()
 
     def pressing_ctrl_c(trainer, times: int):
@@ -157,7 +155,7 @@ def test_ctrl_c_finishes_the_step_saves_it_and_resume_continues_exactly(tmp_path
         trainer.train_step = train_step
         return trainer
 
-    interrupted = pressing_ctrl_c(fresh("b", 3), times=1)
+    interrupted = pressing_ctrl_c(seeded_trainer(tmp_path / "b", steps=3), times=1)
     with pytest.raises(KeyboardInterrupt):
         interrupted.train()
     run_dir = tmp_path / "b" / "run"
@@ -165,43 +163,32 @@ def test_ctrl_c_finishes_the_step_saves_it_and_resume_continues_exactly(tmp_path
     assert (run_dir / "checkpoint-2").is_dir() and not (run_dir / "final").exists()
     assert "interrupted: saved" in capsys.readouterr().err
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back
-    resumed = fresh("b", 3)
+    resumed = seeded_trainer(tmp_path / "b", steps=3)
     resumed.train(resume=True)
-    for a, b in zip(straight.model.parameters(), resumed.model.parameters()):
-        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert_same_weights(straight.model, resumed.model)
 
     # A second Ctrl-C stops at once, inside the step, without saving it.
-    twice = pressing_ctrl_c(fresh("c", 3), times=2)
+    twice = pressing_ctrl_c(seeded_trainer(tmp_path / "c", steps=3), times=2)
     with pytest.raises(KeyboardInterrupt):
         twice.train()
     assert not (tmp_path / "c" / "run" / "checkpoint-2").exists()
 
 
-def test_resume_after_a_crash_logs_each_step_once(tmp_path, tokenizer, problems, make_trainer, capsys):
-    from reasonrl.demo import DemoSettings
-    from reasonrl.demo.run import build_tiny_model
-
-    train, _ = problems
-    settings = DemoSettings(hidden_size=32, layers=2, heads=2)
-    model = lambda: build_tiny_model(len(tokenizer), tokenizer, settings)  # noqa: E731
-
-    torch.manual_seed(0)
-    straight = make_trainer(tmp_path / "a", model(), tokenizer, train, run={"steps": 3})
+def test_resume_after_a_crash_logs_each_step_once(tmp_path, seeded_trainer, capsys):
+    straight = seeded_trainer(tmp_path / "a", steps=3)
     straight.train()
     # A run that logged step 3 and then died before saving anything after checkpoint-2.
-    torch.manual_seed(0)
-    make_trainer(tmp_path / "b", model(), tokenizer, train, run={"steps": 3, "save_every": 2}).train()
+    seeded_trainer(tmp_path / "b", steps=3, save_every=2).train()
     shutil.rmtree(tmp_path / "b" / "run" / "final")
-    resumed = make_trainer(tmp_path / "b", model(), tokenizer, train, run={"steps": 3})
+    resumed = seeded_trainer(tmp_path / "b", steps=3)
     resumed.train(resume=True)
     assert "resumed at step 2" in capsys.readouterr().out
-    for a, b in zip(straight.model.parameters(), resumed.model.parameters()):
-        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert_same_weights(straight.model, resumed.model)
     lines = [json.loads(x) for x in (tmp_path / "b" / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [x["step"] for x in lines if "reward/total" in x] == [1, 2, 3]
 
     # Nothing to resume from: said, and the run starts at step 0.
-    fresh = make_trainer(tmp_path / "c", model(), tokenizer, train, run={"steps": 1})
+    fresh = seeded_trainer(tmp_path / "c", steps=1)
     fresh.train(resume=True)
     assert "no checkpoint in" in capsys.readouterr().out and fresh.step == 1
 
@@ -248,6 +235,8 @@ def test_sampler_is_deterministic_and_covers_the_data():
     assert sorted(seen[:10]) == sorted(str(i) for i in range(10))  # one epoch is a permutation
 
 
+# The test wraps optimizer.step to record the lr; torch's scheduler notices and warns.
+@pytest.mark.filterwarnings("ignore:Seems like `optimizer.step\\(\\)` has been overridden")
 def test_logged_lr_is_the_one_the_step_trained_with(tmp_path, tiny_model, tokenizer, problems, make_trainer):
     train, _ = problems
     trainer = make_trainer(tmp_path, tiny_model, tokenizer, train, optim={"lr": 1e-3, "schedule": "constant", "warmup_steps": 4})
