@@ -91,8 +91,9 @@ def main() -> int:
     if not torch.cuda.is_available():
         print("bench_rollout: no CUDA GPU here; this benchmark compares GPU rollout engines. Nothing measured.")
         return 0
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
+    from reasonrl import load_tokenizer
     from reasonrl.rollout import HFRollout, SamplingParams, VLLMRollout
 
     device_name = torch.cuda.get_device_name()
@@ -102,7 +103,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "qwen2.5-0.5b-random"
         build_model_folder(folder, args.seed)
-        tokenizer = AutoTokenizer.from_pretrained(folder)
+        tokenizer = load_tokenizer(str(folder))  # AutoTokenizer would swap in Qwen2's own class
         policy: Any = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.bfloat16)
         policy.cuda()
 

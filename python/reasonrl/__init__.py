@@ -5,7 +5,7 @@ advantages in one GIL-free parallel call; ``reasonrl.kernels`` (Triton) computes
 log-probs, KL and the clipped loss; the rest is a thin Python GRPO loop.
 
 ``import reasonrl`` needs only numpy: the trainer names below (``GRPOTrainer``, ``SFTTrainer``,
-``load_config``, ``run_demo``) load torch and transformers on first use.
+``load_config``, ``load_tokenizer``, ``run_demo``) load torch and transformers on first use.
 """
 
 from __future__ import annotations
@@ -33,12 +33,14 @@ if TYPE_CHECKING:
     from reasonrl.config import load_config
     from reasonrl.demo import run_demo
     from reasonrl.trainer.grpo import GRPOTrainer
+    from reasonrl.trainer.models import load_tokenizer
     from reasonrl.trainer.sft import SFTTrainer
 
 _LAZY = {
     "GRPOTrainer": "reasonrl.trainer.grpo",
     "SFTTrainer": "reasonrl.trainer.sft",
     "load_config": "reasonrl.config",
+    "load_tokenizer": "reasonrl.trainer.models",
     "run_demo": "reasonrl.demo",
 }
 
@@ -77,6 +79,7 @@ __all__ = [
     "get_template",
     "load_config",
     "load_examples",
+    "load_tokenizer",
     "math",
     "math_accuracy",
     "pass_at_k",

@@ -225,6 +225,21 @@ def test_a_model_folder_under_home_loads(tmp_path, tiny_model, tokenizer, monkey
     assert model.config.vocab_size == tiny_model.config.vocab_size
 
 
+def test_a_saved_custom_tokenizer_comes_back_as_it_was_trained(tmp_path, tiny_model, tokenizer):
+    """The demo's character-level tokenizer saved beside a Qwen2 model: AutoTokenizer alone
+    would load it as Qwen2's tokenizer, which drops the spaces."""
+    from reasonrl.config import ModelConfig
+    from reasonrl.trainer.models import load_model_and_tokenizer
+
+    tiny_model.save_pretrained(tmp_path / "m")
+    tokenizer.save_pretrained(tmp_path / "m")
+    _, loaded = load_model_and_tokenizer(ModelConfig(name_or_path=str(tmp_path / "m"), device="cpu"))
+    text = "47+38=?<think>7+8=15 4+3+1=8 so 85.</think><answer>85</answer>"
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert loaded(text, add_special_tokens=False)["input_ids"] == ids
+    assert loaded.decode(ids) == text and loaded.pad_token_id == tokenizer.pad_token_id
+
+
 def test_cli_reports_an_interrupt_with_status_130_not_a_traceback(monkeypatch, capsys):
     from reasonrl import cli
 

@@ -6,13 +6,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
+from transformers.models.auto.tokenization_auto import get_tokenizer_config
 
 from reasonrl.config import ModelConfig
 from reasonrl.errors import InvalidInputError
 from reasonrl.trainer.distributed import local_rank
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# Tokenizer classes that are only a `tokenizers` pipeline: the folder's tokenizer.json is the
+# whole definition.
+PLAIN_TOKENIZER_CLASSES = ("TokenizersBackend", "PreTrainedTokenizerFast")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -51,7 +55,7 @@ def load_model_and_tokenizer(config: ModelConfig, *, name_or_path: str | None = 
     dtype = "auto" if config.dtype == "auto" else DTYPES[config.dtype]
     try:
         model: Any = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, trust_remote_code=config.trust_remote_code)
-        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=config.trust_remote_code)
+        tokenizer = load_tokenizer(path, trust_remote_code=config.trust_remote_code)
     except (OSError, ValueError) as error:  # not a model folder, an unknown hub id, no network, ...
         raise InvalidInputError(f"cannot load the model {path!r}: {error}") from None
     if tokenizer.pad_token is None:
@@ -60,3 +64,18 @@ def load_model_and_tokenizer(config: ModelConfig, *, name_or_path: str | None = 
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False  # the cache is useless with checkpointing during training
     return model.to(device), tokenizer
+
+
+def load_tokenizer(path: str, *, trust_remote_code: bool = False) -> Any:
+    """The tokenizer saved with a model (local folder or hub id).
+
+    `AutoTokenizer`, except for a tokenizer saved as a plain `tokenizers` pipeline
+    (`PLAIN_TOKENIZER_CLASSES`, what a custom tokenizer such as the demo's is saved as): that one
+    loads from its tokenizer.json as it is. transformers 5 gives some model types (qwen2 among
+    them) their own tokenizer class whatever the folder declares, and that class brings its own
+    pre-tokenizer: a character-level tokenizer saved with a Qwen2 model came back without its
+    spaces, so every later stage and evaluation read different tokens than training wrote."""
+    declared = get_tokenizer_config(path, trust_remote_code=trust_remote_code)
+    if declared.get("tokenizer_class") in PLAIN_TOKENIZER_CLASSES and "auto_map" not in declared:
+        return PreTrainedTokenizerFast.from_pretrained(path)
+    return AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
