@@ -140,6 +140,8 @@ def test_ctrl_c_finishes_the_step_saves_it_and_resume_continues_exactly(tmp_path
 
     straight = seeded_trainer(tmp_path / "a", steps=3)
     straight.train()
+    # What SIGINT did before the run (ignored when the tests run in a background job).
+    handler_before = signal.getsignal(signal.SIGINT)
 
     def pressing_ctrl_c(trainer, times: int):
         """Ctrl-C `times` times at the start of the trainer's second step, then the step itself."""
@@ -162,7 +164,7 @@ def test_ctrl_c_finishes_the_step_saves_it_and_resume_continues_exactly(tmp_path
     # The step in flight finished and was saved; nothing after it ran.
     assert (run_dir / "checkpoint-2").is_dir() and not (run_dir / "final").exists()
     assert "interrupted: saved" in capsys.readouterr().err
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back
+    assert signal.getsignal(signal.SIGINT) is handler_before  # the handler is put back
     resumed = seeded_trainer(tmp_path / "b", steps=3)
     resumed.train(resume=True)
     assert_same_weights(straight.model, resumed.model)
