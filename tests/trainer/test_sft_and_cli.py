@@ -240,6 +240,21 @@ def test_a_saved_custom_tokenizer_comes_back_as_it_was_trained(tmp_path, tiny_mo
     assert loaded.decode(ids) == text and loaded.pad_token_id == tokenizer.pad_token_id
 
 
+def test_gradient_checkpointing_from_the_config_turns_it_on_without_a_deprecation_warning(tmp_path, tiny_model, tokenizer):
+    import warnings
+
+    from reasonrl.config import ModelConfig
+    from reasonrl.trainer.models import checkpoints_activations
+    from reasonrl.trainer.models import load_model_and_tokenizer
+
+    tiny_model.save_pretrained(tmp_path / "m")
+    tokenizer.save_pretrained(tmp_path / "m")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        model, _ = load_model_and_tokenizer(ModelConfig(name_or_path=str(tmp_path / "m"), device="cpu", gradient_checkpointing=True))
+    assert checkpoints_activations(model) and model.config.use_cache is False
+
+
 def test_cli_reports_an_interrupt_with_status_130_not_a_traceback(monkeypatch, capsys):
     from reasonrl import cli
 

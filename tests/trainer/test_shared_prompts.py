@@ -146,7 +146,9 @@ def test_training_with_shared_prompts_matches_the_plain_forward(tmp_path, make_s
 
 
 def test_sharing_is_off_where_the_cache_is(tmp_path, make_stage, tiny_model, tokenizer, problems):
-    tiny_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    from reasonrl.trainer.models import enable_activation_checkpointing
+
+    enable_activation_checkpointing(tiny_model)
     checkpointed = trainer_for(tmp_path, make_stage, tiny_model, tokenizer, problems, share=True, name="ckpt")
     assert not checkpointed.share_prompts  # activation checkpointing turns the model's cache off
     checkpointed.train_step()  # and the plain forward trains

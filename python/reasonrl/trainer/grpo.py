@@ -58,6 +58,7 @@ from reasonrl.trainer.distributed import (
 )
 from reasonrl.trainer.importance import sampler_mismatch, tis_weights
 from reasonrl.trainer.logging import RunLogger
+from reasonrl.trainer.models import checkpoints_activations
 from reasonrl.trainer.optim import build_optimizer
 
 
@@ -249,13 +250,6 @@ def rows_by_prompt(batch: PolicyBatch) -> torch.Tensor:
     return torch.argsort(distinct_prompts(batch)[1], stable=True)
 
 
-def _checkpoints_activations(model: Any) -> bool:
-    """Whether the model recomputes activations in backward (transformers ≥ 5.2x names it
-    `is_activation_checkpointing`, earlier versions `is_gradient_checkpointing`)."""
-    flag = getattr(model, "is_activation_checkpointing", None)
-    return bool(flag if flag is not None else getattr(model, "is_gradient_checkpointing", False))
-
-
 def _forward(model: Any, head_input: bool, **inputs: Any) -> torch.Tensor:
     """`model(**inputs)`'s logits, or with `head_input` what its LM head was given: a pre-hook
     takes the head's input and hands the head an empty slice, so no logits are computed."""
@@ -344,7 +338,7 @@ class GRPOTrainer:
         # only (a wrapper expects one forward per backward), and not under activation
         # checkpointing (which turns the cache off).
         self.share_prompts = (
-            config.algorithm.share_prompt_forward and world_size() == 1 and not _checkpoints_activations(model)
+            config.algorithm.share_prompt_forward and world_size() == 1 and not checkpoints_activations(model)
         )
         self.template = template or get_template(config.data.template, system_prompt=config.data.system_prompt)
         self.reward_spec = reward_spec or RewardSpec.from_config(config.reward)

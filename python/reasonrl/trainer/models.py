@@ -61,9 +61,26 @@ def load_model_and_tokenizer(config: ModelConfig, *, name_or_path: str | None = 
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     if config.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        enable_activation_checkpointing(model)
         model.config.use_cache = False  # the cache is useless with checkpointing during training
     return model.to(device), tokenizer
+
+
+def enable_activation_checkpointing(model: Any) -> None:
+    """Recompute each layer's activations in the backward instead of storing them (non-reentrant
+    checkpoints), under the name the installed transformers uses: `activation_checkpointing_enable`
+    since 5.x (the old name warns that it goes away in v6), `gradient_checkpointing_enable` before."""
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
+def checkpoints_activations(model: Any) -> bool:
+    """Whether the model recomputes activations in backward (transformers ≥ 5.2x names it
+    `is_activation_checkpointing`, earlier versions `is_gradient_checkpointing`)."""
+    flag = getattr(model, "is_activation_checkpointing", None)
+    return bool(flag if flag is not None else getattr(model, "is_gradient_checkpointing", False))
 
 
 def load_tokenizer(path: str, *, trust_remote_code: bool = False) -> Any:
