@@ -198,6 +198,11 @@ class StageConfig:
     sft: SFTOptions = field(default_factory=SFTOptions)
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
 
+    def to_dict(self) -> dict[str, Any]:
+        """Every field, defaults included, as plain YAML/JSON values: what `stage_from_dict`
+        takes back (``stage_from_dict(c.to_dict()) == c``)."""
+        return _plain(dataclasses.asdict(self))
+
     def validate(self) -> StageConfig:
         """Checks that need more than one field; raises ConfigError."""
         if not self.model.name_or_path:
@@ -409,6 +414,15 @@ def _build(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
         return cls(**kwargs)
     except TypeError as error:  # a required field without default
         raise ConfigError(f"{prefix or cls.__name__}: {error}") from None
+
+
+def _plain(value: Any) -> Any:
+    """`value` with tuples as lists and paths as strings, so that YAML's safe dumper takes it."""
+    if isinstance(value, dict):
+        return {key: _plain(v) for key, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return str(value) if isinstance(value, Path) else value
 
 
 def _apply_override(data: dict[str, Any], override: str) -> None:

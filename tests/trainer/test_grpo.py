@@ -204,6 +204,16 @@ def test_final_model_loads_with_from_pretrained(tmp_path, tiny_model, tokenizer,
     assert (tmp_path / "run" / "final" / "model.safetensors").exists()
 
 
+def test_the_run_folder_holds_the_config_it_trained_with(tmp_path, tiny_model, tokenizer, problems, make_trainer):
+    from reasonrl.config import load_config
+
+    trainer = make_trainer(tmp_path, tiny_model, tokenizer, problems[0], run={"steps": 1}, algorithm={"beta": 0.04})
+    trainer.train()
+    saved = load_config(tmp_path / "run" / "config.yaml")
+    assert saved == trainer.config  # every field, defaults included
+    assert saved.algorithm.beta == 0.04 and saved.algorithm.eps_high == trainer.config.algorithm.eps_high
+
+
 def test_nonfinite_loss_is_skipped_then_stops_the_run(tmp_path, tiny_model, tokenizer, problems, make_stage, monkeypatch):
     import reasonrl.trainer.grpo as grpo_module
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from reasonrl.cli import main
-from reasonrl.config import stage_from_dict
+from reasonrl.config import load_config, stage_from_dict
 from reasonrl.errors import InvalidInputError, TrainingError
 from reasonrl.trainer.sft import SFTTrainer
 
@@ -186,6 +186,10 @@ stages:
     runs = tmp_path / "runs"
     assert main(["train", str(config), "--set", "stages.1.run.steps=1"]) == 0
     sft_metrics = (runs / "cold_start" / "metrics.jsonl").read_text()
+    # Each stage's folder holds the config it trained with; the second starts from the first's model.
+    saved = [load_config(runs / name / "config.yaml") for name in ("cold_start", "grpo")]
+    assert [s.kind for s in saved] == ["sft", "grpo"] and saved[1].run.steps == 1
+    assert saved[1].model.name_or_path == str(runs / "cold_start" / "final")
     assert (runs / "grpo" / "final" / "model.safetensors").exists() and (runs / "report.md").exists()
     capsys.readouterr()
 

@@ -861,6 +861,7 @@ class GRPOTrainer:
         with RunLogger(
             self.output_dir, stage=self.config.name or "grpo", total_steps=run.steps,
             tensorboard=run.tensorboard, wandb_project=run.wandb_project, progress_bar=run.progress_bar,
+            config=self.config.to_dict(),
         ) as logger, _stop_after_the_step_on_interrupt() as interrupted:
             while self.step < run.steps:
                 metrics = self.train_step()

@@ -1,5 +1,6 @@
 """Where a run's numbers go: `metrics.jsonl` (always), TensorBoard and wandb (optional), sample
-completions to `completions.jsonl`, and a live progress bar. Only rank 0 writes."""
+completions to `completions.jsonl`, and a live progress bar; the stage's resolved config to
+`config.yaml`. Only rank 0 writes."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import warnings
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+
+import yaml
 
 from reasonrl.trainer.distributed import is_main_process
 
@@ -36,6 +39,10 @@ class RunLogger:
         if not self.enabled:
             return
         self.output_dir.mkdir(parents=True, exist_ok=True)
+        if config is not None:
+            # The config the run trains with, every default filled in (`load_config` reads it
+            # back). A resumed run rewrites it: the latest run's settings are the ones in force.
+            (self.output_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
         self._metrics = (self.output_dir / "metrics.jsonl").open("a", encoding="utf-8")
         self._completions = (self.output_dir / "completions.jsonl").open("a", encoding="utf-8")
         if tensorboard:

@@ -99,6 +99,7 @@ class SFTTrainer:
         with RunLogger(
             self.output_dir, stage=self.config.name or "sft", total_steps=self.total_steps,
             tensorboard=run.tensorboard, wandb_project=run.wandb_project, progress_bar=run.progress_bar,
+            config=self.config.to_dict(),
         ) as logger:
             for _ in range(sft.epochs):
                 order = list(range(len(self.pairs)))
