@@ -337,8 +337,29 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
+@dataclass(frozen=True)
+class _CommandLineValue:
+    """A `--set key=value` value: the text as typed and what YAML made of it. A field that takes
+    text gets the text (`{prompt}=?` is a YAML mapping, `yes` a boolean, `1.5` a number); any
+    other field gets the YAML value."""
+
+    text: str
+    parsed: Any
+
+
+def _takes_text(tp: Any) -> bool:
+    """Whether a field of type `tp` holds text (str, or str or None)."""
+    if tp is str:
+        return True
+    args = typing.get_args(tp)
+    return typing.get_origin(tp) in (Union, types.UnionType) and set(args) == {str, type(None)}
+
+
 def _coerce(value: Any, tp: Any, key: str) -> Any:
     """`value` as type `tp`, or ConfigError naming `key`."""
+    if isinstance(value, _CommandLineValue):
+        as_text = _takes_text(tp) and not isinstance(value.parsed, (str, type(None)))
+        value = value.text if as_text else value.parsed
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if tp is Any:
@@ -429,20 +450,24 @@ def _apply_override(data: dict[str, Any], override: str) -> None:
     if "=" not in override:
         raise ConfigError(f"--set {override!r}: expected key=value")
     dotted, raw = override.split("=", 1)
+    text = raw.strip()
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        # Not YAML (a format string such as `{prompt}=?`, an unclosed bracket): the text itself.
-        # The field's type still decides: a string where a list belongs is a ConfigError.
-        value = raw
+        parsed = yaml.safe_load(text) if text else ""
+    except yaml.YAMLError as error:
+        if text[0] in "[\"'":  # meant as a YAML list or quoted string, and broken
+            problem = str(error).splitlines()[0]
+            raise ConfigError(f"--set {dotted.strip()}: {text!r} is not valid YAML ({problem})") from None
+        parsed = text  # not YAML at all (a format string such as `{prompt}=?<think>`): the text
     parts = dotted.strip().split(".")
     node = data
     for part in parts[:-1]:
         child = node.setdefault(part, {})
+        if isinstance(child, _CommandLineValue) and isinstance(child.parsed, dict):
+            child = node[part] = dict(child.parsed)  # a section set whole by an earlier --set
         if not isinstance(child, dict):
             raise ConfigError(f"--set {dotted}: {part} is not a section")
         node = child
-    node[parts[-1]] = value
+    node[parts[-1]] = _CommandLineValue(text, parsed)
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -494,7 +519,10 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
                 stages.append(_stage_for_pipeline(stage, [*every_stage, *per_stage.get(i, [])], first=(i == 0)))
             except ConfigError as error:
                 raise ConfigError(f"stages[{i}].{error}") from None
-        return PipelineConfig(stages=stages, output_dir=str(data.get("output_dir", "runs/pipeline")))
+        output_dir = data.get("output_dir", "runs/pipeline")
+        if isinstance(output_dir, _CommandLineValue):
+            output_dir = output_dir.text
+        return PipelineConfig(stages=stages, output_dir=str(output_dir))
     return stage_from_dict(data, overrides)
 
 

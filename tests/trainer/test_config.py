@@ -24,10 +24,16 @@ def write(tmp_path, text, name="c.yaml"):
     return path
 
 
-def test_a_value_that_is_not_yaml_is_taken_as_text(tmp_path):
+def test_a_field_that_holds_text_gets_the_text_as_typed(tmp_path):
     # `{prompt}=?` parses as a broken YAML mapping; on the command line it means the text.
     config = load_config(write(tmp_path, VALID), ["data.template={prompt}=?<think>"])
     assert config.data.template == "{prompt}=?<think>"
+    # Valid YAML that is not text, given to a field that holds text: the text as typed.
+    config = load_config(write(tmp_path, VALID), ["data.template={prompt}", "name=yes", "data.split=null"])
+    assert (config.data.template, config.name, config.data.split) == ("{prompt}", "yes", None)
+    # Other fields still get the YAML value, and a section set whole can be refined after.
+    config = load_config(write(tmp_path, VALID), ["rollout={group_size: 4}", "rollout.top_p=0.9", "algorithm.beta=0.04"])
+    assert (config.rollout.group_size, config.rollout.top_p, config.algorithm.beta) == (4, 0.9, 0.04)
 
 
 def test_valid_config_with_overrides(tmp_path):
@@ -52,7 +58,8 @@ def test_valid_config_with_overrides(tmp_path):
         (VALID, ["algorithm.mini_batches=3"], r"^algorithm\.mini_batches: 3 does not divide"),
         (VALID, ["eval.ks=[4]"], r"^eval\.ks"),
         (VALID, ["noequals"], r"expected key=value"),
-        (VALID, ["rollout.stop=[</answer>"], r"^rollout\.stop: expected a list"),
+        (VALID, ["rollout.stop=[</answer>"], r"^--set rollout\.stop: '\[</answer>' is not valid YAML"),
+        (VALID, ["run.output_dir='runs/a"], r"^--set run\.output_dir: \"'runs/a\" is not valid YAML"),
         # Values out of range, each named before any model loads.
         (VALID, ["algorithm.beta=-1"], r"^algorithm\.beta: must be >= 0, got -1"),
         (VALID, ["algorithm.eps_low=-0.5"], r"^algorithm\.eps_low: must be in \[0, 1\)"),

@@ -131,7 +131,8 @@ def test_ddp_two_ranks_train_like_one_process(tmp_path, fused_lm_head):
     if refill:
         first = training_metrics(tmp_path / "one")[1]
         assert first["dynamic_sampling/rounds"] == 2 and first["dynamic_sampling/groups"] == 5, first
-        # 5 groups found, 4 trained on: the surplus group is the same one at either world size.
+        # 5 groups found, 4 trained on at either world size (the same 4: the losses and weights
+        # compared above and below match the single process's).
         assert first["rows_in_loss"] == 4 * 4 and sum(k[0] for k in kept) == 16, (first, kept)
     assert_same_weights(tmp_path / "one" / "final", tmp_path / "two" / "final")
 

@@ -57,6 +57,7 @@ def test_groups_without_signal_are_refilled_from_new_prompts(tmp_path, make_stag
     assert trainer.rollout.calls == [first, second]
     assert seen == [(32, 8, 16)]  # both rounds in one batch; the 4 groups with signal kept
     assert metrics["dynamic_sampling/rounds"] == 2 and metrics["dynamic_sampling/groups"] == 4
+    assert metrics["dynamic_sampling/groups_kept"] == 4
     assert metrics["rows_in_loss"] == 16
     # The next step starts from the prompts after the refill's, and needs one round.
     metrics = trainer.train_step()
@@ -84,10 +85,30 @@ def test_a_refill_that_brings_too_many_groups_keeps_the_first_in_sampling_order(
     metrics = trainer.train_step()
     assert trainer.rollout.calls == [first, second]
     assert metrics["dynamic_sampling/groups"] == 6  # found; the loss takes prompts_per_step of them
+    assert metrics["dynamic_sampling/groups_kept"] == 4
     assert metrics["rows_in_loss"] == 16
     # Rows 0-15: round 1 (groups 0 and 3 with signal); rows 16-31: round 2 (groups 4 and 5 kept).
     expected = [*range(0, 4), *range(12, 16), *range(16, 24)]
     assert kept_rows[0].tolist() == expected
+
+
+def test_a_group_whose_rows_are_all_masked_out_leaves_its_place_to_the_next(
+    tmp_path, make_stage, tiny_model, tokenizer, problems
+):
+    """With `mask_truncated`, a group with signal whose completions were all cut off has nothing
+    to train on: the step takes the next group with signal instead."""
+    from types import SimpleNamespace
+
+    config = make_stage(tmp_path, rollout={"prompts_per_step": 4, "group_size": 4, "mask_truncated": True},
+                        algorithm={"dynamic_sampling": True})
+    trainer = GRPOTrainer(config, tiny_model, tokenizer, problems[0], rollout=FixedRollout(tokenizer),
+                          template=get_template(PROMPT_TEMPLATE))
+    groups = np.repeat(np.arange(8), 4)  # two rounds of 4 prompts, 4 completions each
+    total = np.tile([0.0, 1.0, 0.0, 1.0], 8).astype(np.float32)  # every group has signal
+    truncated = groups == 1  # group 1: every completion cut off
+    rollouts = SimpleNamespace(prompt_index=torch.from_numpy(groups), truncated=torch.from_numpy(truncated))
+    _, keep = trainer.advantages(SimpleNamespace(total=total), rollouts)
+    assert sorted(set(groups[keep].tolist())) == [0, 2, 3, 4]
 
 
 def test_refills_stop_after_max_sampling_rounds(tmp_path, make_stage, tiny_model, tokenizer, problems):

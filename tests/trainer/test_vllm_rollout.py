@@ -172,6 +172,8 @@ def test_a_trainer_step_through_the_vllm_backend(fake_vllm, tmp_path, tiny_model
     assert metrics["rollout/logp_abs_diff"] > 0 and metrics["rollout/logp_abs_diff_max"] >= metrics["rollout/logp_abs_diff"]
     assert 0 < metrics["rollout/tis_weight_mean"] <= 2.0
     assert ("load_weights",) in llm.events[llm.events.index(("generate",)):]
+    # One sampling round: the engine sleeps as soon as it has sampled, before the rewards.
+    assert llm.events[llm.events.index(("generate",)) + 1] == ("sleep", 1)
     for name, tensor in tiny_model.named_parameters():
         assert torch.equal(llm.engine_model.loaded[name], tensor.detach()), name  # the updated weights
 

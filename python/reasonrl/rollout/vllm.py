@@ -126,7 +126,8 @@ class VLLMRollout:
     def staying_awake(self) -> Iterator[None]:
         """Generations inside the block leave the engine awake between them, and it sleeps once
         at the end: a step's sampling rounds then move the weights to the GPU and back once,
-        not once per round (the trainer does no GPU work between rounds, only rewards)."""
+        not once per round. Between rounds the trainer only scores rewards, with the engine's
+        memory still taken."""
         self._held += 1
         try:
             yield

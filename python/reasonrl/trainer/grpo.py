@@ -301,6 +301,13 @@ class PromptSampler:
         self.position += self.per_step
         return picked[rank() :: world_size()]
 
+    def step_positions(self, local: np.ndarray) -> np.ndarray:
+        """Where this rank's prompts `local` (numbered 0, 1, … over the step's sampling rounds,
+        as `next_step` handed them out) stand among all ranks' prompts of those rounds."""
+        ranks = world_size()
+        per_rank = self.per_step // ranks
+        return (local // per_rank) * self.per_step + (local % per_rank) * ranks + rank()
+
 
 class GRPOTrainer:
     def __init__(
@@ -405,8 +412,11 @@ class GRPOTrainer:
         rollouts: list[Rollouts] = []
         scores: list[RewardScores] = []
         with_signal, groups = 0, float("nan")  # this rank's groups with signal; all ranks'
-        # A backend with its own engine (vLLM) stays awake through all of the step's rounds.
-        staying_awake = getattr(self.rollout, "staying_awake", nullcontext)
+        # With refills, a backend with its own engine (vLLM) stays awake through all of the
+        # step's rounds, each round's rewards included (a `python` reward that needs GPU memory
+        # finds the engine's share still taken). Without refills it sleeps as its round ends.
+        refills = a.dynamic_sampling and a.max_sampling_rounds > 1
+        staying_awake = getattr(self.rollout, "staying_awake", nullcontext) if refills else nullcontext
         with staying_awake():
             while True:
                 more = self.sampler.next_step()
@@ -449,10 +459,11 @@ class GRPOTrainer:
         # A row whose reward could not be computed (NaN) has advantage 0 and no say in its
         # group's statistics; it leaves the loss's normaliser too.
         keep = ~np.isnan(scores.total)
-        if self.config.algorithm.dynamic_sampling:
-            keep &= self.first_groups_with_signal(filter_groups(scores.total, group_ids), group_ids, rollouts.prompts)
         if self.config.rollout.mask_truncated:
             keep &= ~rollouts.truncated.cpu().numpy()
+        if self.config.algorithm.dynamic_sampling:
+            # Groups with signal that still have rows to train on; the step's first ones.
+            keep &= self.first_groups_with_signal(filter_groups(scores.total, group_ids) & keep, group_ids)
         # Rows left out still count in their group's mean and std (they were sampled);
         # REINFORCE++ whitens over the rows kept, the batch it trains on: all ranks' rows.
         estimator = self.config.algorithm.estimator
@@ -460,17 +471,16 @@ class GRPOTrainer:
             return advantages_over_ranks(scores.total, group_ids, keep, estimator), keep
         return compute_advantages(scores.total, group_ids, estimator, in_batch=keep), keep
 
-    def first_groups_with_signal(self, signal: np.ndarray, group_ids: np.ndarray, prompts: int) -> np.ndarray:
+    def first_groups_with_signal(self, signal: np.ndarray, group_ids: np.ndarray) -> np.ndarray:
         """(N,) mask of the rows in the step's first `rollout.prompts_per_step` groups with
-        signal (`signal`: (N,) rows of groups whose rewards differ), counted in sampling order
-        over all ranks, so that the groups kept do not depend on the number of ranks. `prompts`:
-        this rank's prompts in the step, `group_ids` numbering them 0 … prompts − 1."""
-        per_step, ranks = self.config.rollout.prompts_per_step, world_size()
-        per_rank = per_step // ranks  # this rank's prompts per sampling round
-        rounds = -(-prompts // per_rank)
+        signal (`signal`: (N,) rows to offer, of groups whose rewards differ), counted in
+        sampling order over all ranks, so that the groups kept do not depend on the number of
+        ranks. `group_ids` number this rank's prompts 0, 1, … over the step's rounds."""
+        per_step = self.config.rollout.prompts_per_step
+        # Every rank sampled the same rounds, per_step / ranks prompts each: the same length.
+        rounds = -(-(int(group_ids.max()) + 1) // (per_step // world_size())) if len(group_ids) else 0
         groups = np.unique(group_ids[signal])  # this rank's groups with signal, in sampling order
-        # Rank r holds prompts r, r + ranks, … of every round (`PromptSampler.next_step`).
-        order = (groups // per_rank) * per_step + (groups % per_rank) * ranks + rank()
+        order = self.sampler.step_positions(groups)
         flags = np.zeros(rounds * per_step)
         flags[order] = 1.0
         first = np.flatnonzero(np.asarray(all_reduce(flags.tolist())))[:per_step]
@@ -743,11 +753,13 @@ class GRPOTrainer:
         if self._accuracy_name is not None:
             metrics["accuracy"] = metrics[f"reward/{self._accuracy_name}"]
         if a.dynamic_sampling:
-            # Groups with signal found in the step, all ranks together (the same on every rank,
-            # so the mean over ranks keeps it; the loss takes at most prompts_per_step of them),
-            # and the rounds it took to find them.
+            # Groups with signal found in the step and those the loss took (at most
+            # prompts_per_step), all ranks together (the same on every rank, so the mean over
+            # ranks keeps them), and the rounds it took to find them.
+            kept_groups = len(np.unique(rollouts.prompt_index.cpu().numpy()[keep]))
             metrics["dynamic_sampling/rounds"] = float(rounds)
             metrics["dynamic_sampling/groups"] = groups_with_signal
+            metrics["dynamic_sampling/groups_kept"] = all_reduce([float(kept_groups)])[0]
         # Whether the longer completions of a group got the higher (> 0) or lower (< 0)
         # advantages, over the rows in the loss: the pressure on response length this step.
         # Absent when no group varies in both.

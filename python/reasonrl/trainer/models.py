@@ -91,8 +91,9 @@ def load_tokenizer(path: str, *, trust_remote_code: bool = False) -> Any:
     loads from its tokenizer.json as it is. transformers 5 gives some model types (qwen2 among
     them) their own tokenizer class whatever the folder declares, and that class brings its own
     pre-tokenizer: a character-level tokenizer saved with a Qwen2 model came back without its
-    spaces, so every later stage and evaluation read different tokens than training wrote."""
-    declared = get_tokenizer_config(path, trust_remote_code=trust_remote_code)
+    spaces, so every later stage and evaluation read different tokens than training wrote.
+    Hub models that declare such a class (the Llama 3 family) load as AutoTokenizer loads them."""
+    declared = get_tokenizer_config(path)
     if declared.get("tokenizer_class") in PLAIN_TOKENIZER_CLASSES and "auto_map" not in declared:
         return PreTrainedTokenizerFast.from_pretrained(path)
     return AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
