@@ -519,10 +519,8 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
                 stages.append(_stage_for_pipeline(stage, [*every_stage, *per_stage.get(i, [])], first=(i == 0)))
             except ConfigError as error:
                 raise ConfigError(f"stages[{i}].{error}") from None
-        output_dir = data.get("output_dir", "runs/pipeline")
-        if isinstance(output_dir, _CommandLineValue):
-            output_dir = output_dir.text
-        return PipelineConfig(stages=stages, output_dir=str(output_dir))
+        output_dir = _coerce(data.get("output_dir", "runs/pipeline"), str, "output_dir")
+        return PipelineConfig(stages=stages, output_dir=output_dir)
     return stage_from_dict(data, overrides)
 
 

@@ -126,11 +126,12 @@ def test_ddp_two_ranks_train_like_one_process(tmp_path, fused_lm_head):
         assert not set(halves[0]) & set(halves[1])
         assert sorted(halves[0] + halves[1]) == sorted(prompts)
 
-    compared = COMPARED + (("dynamic_sampling/rounds", "dynamic_sampling/groups") if refill else ())
+    compared = COMPARED + (("dynamic_sampling/rounds", "dynamic_sampling/groups", "dynamic_sampling/groups_kept") if refill else ())
     assert_same_metrics(training_metrics(tmp_path / "one"), training_metrics(tmp_path / "two"), [1, 2, 3], compared)
     if refill:
         first = training_metrics(tmp_path / "one")[1]
         assert first["dynamic_sampling/rounds"] == 2 and first["dynamic_sampling/groups"] == 5, first
+        assert first["dynamic_sampling/groups_kept"] == 4, first
         # 5 groups found, 4 trained on at either world size (the same 4: the losses and weights
         # compared above and below match the single process's).
         assert first["rows_in_loss"] == 4 * 4 and sum(k[0] for k in kept) == 16, (first, kept)

@@ -753,13 +753,12 @@ class GRPOTrainer:
         if self._accuracy_name is not None:
             metrics["accuracy"] = metrics[f"reward/{self._accuracy_name}"]
         if a.dynamic_sampling:
-            # Groups with signal found in the step and those the loss took (at most
-            # prompts_per_step), all ranks together (the same on every rank, so the mean over
-            # ranks keeps them), and the rounds it took to find them.
-            kept_groups = len(np.unique(rollouts.prompt_index.cpu().numpy()[keep]))
+            # Groups with signal found in the step, all ranks together (the same on every rank,
+            # so the mean over ranks keeps it), the rounds it took to find them, and this rank's
+            # groups in the loss (summed over ranks below: at most prompts_per_step).
             metrics["dynamic_sampling/rounds"] = float(rounds)
             metrics["dynamic_sampling/groups"] = groups_with_signal
-            metrics["dynamic_sampling/groups_kept"] = all_reduce([float(kept_groups)])[0]
+            metrics["dynamic_sampling/groups_kept"] = float(len(np.unique(rollouts.prompt_index.cpu().numpy()[keep])))
         # Whether the longer completions of a group got the higher (> 0) or lower (< 0)
         # advantages, over the rows in the loss: the pressure on response length this step.
         # Absent when no group varies in both.
@@ -785,7 +784,8 @@ class GRPOTrainer:
         add up, and maxima. The identity in a single process."""
         if world_size() == 1:
             return metrics
-        totals, maxima = {"rows_in_loss", "tokens_per_s"}, {"response_length/max", "rollout/logp_abs_diff_max"}
+        totals = {"rows_in_loss", "tokens_per_s", "dynamic_sampling/groups_kept"}
+        maxima = {"response_length/max", "rollout/logp_abs_diff_max"}
         out = mean_across_ranks(metrics)
         summed = [k for k in sorted(metrics) if k in totals]
         for key, value in zip(summed, all_reduce([metrics[k] for k in summed], "sum")):
