@@ -53,6 +53,13 @@ def test_demo_runs_every_stage_and_writes_its_report(tmp_path):
     report = (tmp_path / "demo" / "report.md").read_text()
     assert "plots/" in report and any((tmp_path / "demo" / "plots").glob("*.png"))
     AutoModelForCausalLM.from_pretrained(tmp_path / "demo" / "final")
+    heldout = [json.loads(line) for line in (tmp_path / "demo" / "heldout.jsonl").read_text().splitlines()]
+    assert len(heldout) == 8 and all(set(h) == {"prompt", "answer"} for h in heldout)
+
+    # The demo again into the same folder replaces the first run, not adds to it.
+    run_demo(tmp_path / "demo", settings, log=lambda _: None)
+    again = [json.loads(line) for line in (tmp_path / "demo" / "metrics.jsonl").read_text().splitlines()]
+    assert [(m["stage"], m["step"]) for m in again] == [(m["stage"], m["step"]) for m in metrics]
 
 
 def test_cold_start_data_earns_full_reward_and_never_shows_a_heldout_problem():

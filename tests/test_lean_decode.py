@@ -9,7 +9,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, DynamicCache
 
 from reasonrl.demo import build_char_tokenizer
 from reasonrl.rollout import HFRollout, SamplingParams
-from reasonrl.rollout.lean import LeanDecoder, unsupported_reason
+from reasonrl.rollout.lean import LeanDecoder, folded_copy_bytes, unsupported_reason
 
 SMALL = dict(vocab_size=61, hidden_size=48, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
              intermediate_size=80, max_position_embeddings=128)
@@ -105,15 +105,39 @@ def test_rows_leaving_the_batch_keep_the_other_rows_exact(drops):
     torch.testing.assert_close(lean[computed], reference[computed], rtol=1e-5, atol=1e-5)
 
 
-def test_a_model_too_big_for_the_fused_copy_uses_its_three_projections(monkeypatch):
-    monkeypatch.setattr("reasonrl.rollout.lean.FUSED_COPY_LIMIT", 0)
-    model = build("qwen2")
+@pytest.mark.parametrize("arch", ["qwen2-gqa", "qwen3-qk-norm"])
+@pytest.mark.parametrize("room", ["none", "qkv-only"])
+def test_a_model_too_big_for_the_folded_copies_keeps_its_own_linears(monkeypatch, arch, room):
+    model_type, overrides = ARCHITECTURES[arch]
+    model = build(model_type, **overrides)
+    head_dim = model.model.layers[0].self_attn.head_dim
+    qkv_bytes = sum(folded_copy_bytes(layer, head_dim)[0] for layer in model.model.layers)
+    monkeypatch.setattr("reasonrl.rollout.lean.FUSED_COPY_LIMIT", 0 if room == "none" else qkv_bytes)
     lean, reference, _ = lean_and_forward_logits(model)
     torch.testing.assert_close(lean, reference, rtol=1e-5, atol=1e-5)
     cache = DynamicCache(config=model.config)
     with torch.no_grad():
         model(input_ids=torch.ones(1, 3, dtype=torch.long), cache=cache, use_cache=True)
-    assert not LeanDecoder(model, cache, 1, None, 2).fused
+    decoder = LeanDecoder(model, cache, 1, None, 2)
+    assert (decoder.fused, decoder.fused_mlp) == (room == "qkv-only", False)
+    assert all(layer.gate_up_weight is None for layer in decoder.layers)
+    assert all((layer.qkv_weight is not None) == (room == "qkv-only") for layer in decoder.layers)
+
+
+def test_folded_copies_leave_the_model_as_it_was():
+    model = build("qwen2")
+    before = {name: p.clone() for name, p in model.state_dict().items()}
+    lean, reference, _ = lean_and_forward_logits(model)
+    torch.testing.assert_close(lean, reference, rtol=1e-5, atol=1e-5)
+    cache = DynamicCache(config=model.config)
+    with torch.no_grad():
+        model(input_ids=torch.ones(1, 3, dtype=torch.long), cache=cache, use_cache=True)
+    decoder = LeanDecoder(model, cache, 1, None, 2)
+    assert decoder.fused and decoder.fused_mlp
+    # q, k, their rotation rows, v: (4 + 2 + 4 + 2 + 2) heads of 12.
+    assert decoder.layers[0].qkv_weight.shape == (14 * 12, 48)
+    for name, p in model.state_dict().items():
+        assert torch.equal(p, before[name]), name
 
 
 def test_bf16_steps_stay_close_to_the_bf16_forward():

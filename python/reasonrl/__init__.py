@@ -5,7 +5,8 @@ advantages in one GIL-free parallel call; ``reasonrl.kernels`` (Triton) computes
 log-probs, KL and the clipped loss; the rest is a thin Python GRPO loop.
 
 ``import reasonrl`` needs only numpy: the trainer names below (``GRPOTrainer``, ``SFTTrainer``,
-``load_config``, ``load_tokenizer``, ``run_demo``) load torch and transformers on first use.
+``load_config``, ``load_stage_config``, ``load_tokenizer``, ``run_stage``, ``run_pipeline``,
+``run_demo``) load torch and transformers on first use.
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ from reasonrl.math import math_accuracy
 from reasonrl.rewards import Component, RewardScores, RewardSpec
 
 if TYPE_CHECKING:
-    from reasonrl.config import load_config
+    from reasonrl.config import load_config, load_stage_config
     from reasonrl.demo import run_demo
+    from reasonrl.pipeline import run_pipeline, run_stage
     from reasonrl.trainer.grpo import GRPOTrainer
     from reasonrl.trainer.models import load_tokenizer
     from reasonrl.trainer.sft import SFTTrainer
@@ -40,8 +42,11 @@ _LAZY = {
     "GRPOTrainer": "reasonrl.trainer.grpo",
     "SFTTrainer": "reasonrl.trainer.sft",
     "load_config": "reasonrl.config",
+    "load_stage_config": "reasonrl.config",
     "load_tokenizer": "reasonrl.trainer.models",
     "run_demo": "reasonrl.demo",
+    "run_pipeline": "reasonrl.pipeline",
+    "run_stage": "reasonrl.pipeline",
 }
 
 
@@ -51,6 +56,11 @@ def __getattr__(name: str) -> Any:
 
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'reasonrl' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    # The lazy names too (help(), tab completion), not the module's own machinery.
+    return sorted(__all__)
 
 
 __all__ = [
@@ -79,11 +89,14 @@ __all__ = [
     "get_template",
     "load_config",
     "load_examples",
+    "load_stage_config",
     "load_tokenizer",
     "math",
     "math_accuracy",
     "pass_at_k",
     "run_demo",
+    "run_pipeline",
+    "run_stage",
     "run_tests",
     "sandbox_capabilities",
     "score_samples",

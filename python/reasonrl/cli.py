@@ -3,7 +3,7 @@
     reasonrl demo [--output-dir runs/demo] [--seed N] [--threads N]   offline R1 story in miniature (CPU, minutes)
     reasonrl train CONFIG.yaml [--set key=value ...] [--resume]   a GRPO stage or a pipeline
     torchrun --nproc_per_node=8 -m reasonrl train CONFIG.yaml      the same on 8 GPUs (docs/scaling.md)
-    reasonrl sft CONFIG.yaml [--set key=value ...]          a supervised cold-start stage
+    reasonrl sft CONFIG.yaml [--set key=value ...] [--resume]     a supervised cold-start stage
     reasonrl eval --model PATH --data FILE [--format gsm8k] [--samples 4 --ks 1 4] [--json out.json]
     reasonrl info                                           version, threads, sandbox, kernels
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import reasonrl
 from reasonrl.config import ConfigError, PipelineConfig, StageConfig, load_config
-from reasonrl.errors import ReasonRLError
+from reasonrl.errors import ReasonRLError, named_by
 
 
 def quiet_transformers() -> None:
@@ -36,10 +36,10 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _positive_float(text: str) -> float:
+def _temperature(text: str) -> float:
     value = float(text)
     if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value} (for greedy decoding use --greedy)")
     return value
 
 
@@ -60,10 +60,19 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _load(args: argparse.Namespace, kind: str) -> StageConfig | PipelineConfig:
+    """The config, checked against the command: `reasonrl train` runs a GRPO stage or any
+    pipeline, `reasonrl sft` an SFT stage or a pipeline of SFT stages."""
     config = load_config(args.config, overrides=args.set or [])
     if isinstance(config, StageConfig) and config.kind != kind:
         command = {"grpo": "reasonrl train", "sft": "reasonrl sft"}[config.kind]
         raise ConfigError(f"kind: this is a {config.kind!r} stage; run it with `{command}`")
+    if isinstance(config, PipelineConfig) and kind == "sft":
+        for index, stage in enumerate(config.stages):
+            if stage.kind != "sft":
+                raise ConfigError(
+                    f"stages.{index}.kind: a {stage.kind!r} stage; `reasonrl sft` runs SFT stages only, "
+                    "run this pipeline with `reasonrl train`"
+                )
     return config
 
 
@@ -77,7 +86,7 @@ def _train(args: argparse.Namespace, kind: str = "grpo") -> int:
         if isinstance(config, PipelineConfig):
             result: object = run_pipeline(config, resume=args.resume)
         else:
-            result = run_stage(config, resume=getattr(args, "resume", False))
+            result = run_stage(config, resume=args.resume)
         prints = is_main_process()  # asked before the group is gone: then every rank is "rank 0"
     finally:
         close_distributed()  # torchrun: leave the process group cleanly, even on an error
@@ -96,9 +105,21 @@ def _eval(args: argparse.Namespace) -> int:
 
     if any(k > args.samples for k in args.ks):
         raise ConfigError(f"--ks: every k must be <= --samples ({args.samples})")
-    examples = load_examples(args.data, format=args.format, split=args.split, limit=args.limit)
+    if args.greedy and args.samples > 1:
+        raise ConfigError(f"--samples: greedy decoding gives one completion per problem, not {args.samples}; "
+                          "drop --greedy to sample them")
+    if args.json:
+        # Before the evaluation, not after it: a folder that cannot be made loses no results.
+        try:
+            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise ConfigError(f"--json: cannot create the folder for {args.json}: {error.strerror}") from error
+    # Problems with the flags are named by the flag, and found before the model loads.
+    with named_by({"name_or_format": "--template", "system_prompt": "--system-prompt"}):
+        template = get_template(args.template, system_prompt=args.system_prompt)
+    with named_by({"source": "--data", "split": "--split", "format": "--format", "limit": "--limit"}):
+        examples = load_examples(args.data, format=args.format, split=args.split, limit=args.limit)
     model, tokenizer = load_model_and_tokenizer(ModelConfig(name_or_path=args.model, dtype=args.dtype, device=args.device))
-    template = get_template(args.template, system_prompt=args.system_prompt)
     sampling = SamplingParams(
         temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens, greedy=args.greedy,
     )
@@ -130,9 +151,10 @@ def _info(_: argparse.Namespace) -> int:
     return 0
 
 
-def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
+def _add_config_arguments(parser: argparse.ArgumentParser, example: str) -> None:
     parser.add_argument("config", help="a stage or pipeline YAML file (see recipes/)")
-    parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. algorithm.beta=0.04")
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE", help=f"override a config key, e.g. {example}")
+    parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in run.output_dir")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -149,29 +171,29 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(run=_demo)
 
     train = commands.add_parser("train", help="run a GRPO stage or a pipeline from a YAML config")
-    _add_config_arguments(train)
-    train.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in run.output_dir")
+    _add_config_arguments(train, "algorithm.beta=0.04")
     train.set_defaults(run=lambda a: _train(a, "grpo"))
 
-    sft = commands.add_parser("sft", help="run a supervised cold-start stage from a YAML config")
-    _add_config_arguments(sft)
-    sft.set_defaults(run=lambda a: _train(a, "sft"), resume=False)
+    sft = commands.add_parser("sft", help="run a supervised cold-start stage (or a pipeline of them) from a YAML config")
+    _add_config_arguments(sft, "sft.epochs=2")
+    sft.set_defaults(run=lambda a: _train(a, "sft"))
 
     ev = commands.add_parser("eval", help="pass@k, maj@k, mean tokens and format rate of a model")
     ev.add_argument("--model", required=True, help="a local model folder or hub id")
     ev.add_argument("--data", required=True, help="a local data file (jsonl/json/parquet/csv) or data set name")
     ev.add_argument("--format", default=None, help="a data preset: gsm8k, math, math500, aime, humaneval, mbpp, mmlu")
     ev.add_argument("--split", default=None, help="a split of a folder of split files or of a hub data set (e.g. test)")
-    ev.add_argument("--template", default="r1_zero")
-    ev.add_argument("--system-prompt", default=None)
+    ev.add_argument("--template", default="r1_zero",
+                    help="r1_zero, chat (the tokenizer's chat template), plain, or a format string with {prompt} (default: r1_zero)")
+    ev.add_argument("--system-prompt", default=None, help="a system message (with --template chat)")
     ev.add_argument("--limit", type=_positive_int, default=None, help="the first N problems only")
     ev.add_argument("--samples", type=_positive_int, default=1, help="completions per problem")
     ev.add_argument("--ks", type=_positive_int, nargs="+", default=[1], help="k of pass@k and maj@k (each <= --samples)")
-    ev.add_argument("--greedy", action="store_true")
+    ev.add_argument("--greedy", action="store_true", help="greedy decoding (one completion per problem)")
     ev.add_argument("--answer-tag", action="store_true", help="count only answers inside <answer>...</answer>")
-    ev.add_argument("--temperature", type=_positive_float, default=0.6)
-    ev.add_argument("--top-p", type=_probability, default=0.95)
-    ev.add_argument("--max-new-tokens", type=_positive_int, default=1024)
+    ev.add_argument("--temperature", type=_temperature, default=0.6, help="sampling temperature (default: 0.6)")
+    ev.add_argument("--top-p", type=_probability, default=0.95, help="nucleus sampling (default: 0.95)")
+    ev.add_argument("--max-new-tokens", type=_positive_int, default=1024, help="completion length limit (default: 1024)")
     ev.add_argument("--batch-size", type=_positive_int, default=32, help="prompts per generate call")
     ev.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
     ev.add_argument("--device", default="auto")

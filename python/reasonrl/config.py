@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import os
 import re
 import types
 import typing
@@ -21,7 +22,7 @@ from typing import Any, Literal, Union
 
 import yaml
 
-from reasonrl.errors import ConfigError
+from reasonrl.errors import ConfigError, InvalidInputError
 
 __all__ = [
     "AlgorithmConfig",
@@ -164,6 +165,7 @@ class RunConfig:
     steps: int = 100
     seed: int = 0
     save_every: int = 0  # 0: only at the end (and on Ctrl-C)
+    overwrite: bool = False  # a run without --resume into a folder an earlier run wrote: true deletes its files, false refuses
     log_completions_every: int = 10
     max_consecutive_nonfinite: int = 3
     tensorboard: bool = True
@@ -176,7 +178,8 @@ class SFTOptions:
     """The cold-start stage: next-token loss on response tokens only."""
 
     epochs: int = 1
-    batch_size: int = 8
+    batch_size: int = 8  # sequences per optimizer step (per rank)
+    micro_batch_size: int | None = None  # sequences per forward/backward (gradient accumulation); None: batch_size
     max_length: int = 1024
     response_field: str = "response"
 
@@ -207,6 +210,7 @@ class StageConfig:
         """Checks that need more than one field; raises ConfigError."""
         if not self.model.name_or_path:
             raise ConfigError("model.name_or_path: required (a local path or a hub id)")
+        self.run.output_dir = os.path.expanduser(self.run.output_dir)  # "~/runs/x" as a shell would read it
         model_path = self.model.name_or_path
         if model_path.startswith((".", "/", "~")) and not Path(model_path).expanduser().exists():
             raise ConfigError(f"model.name_or_path: no such folder: {model_path}")
@@ -239,6 +243,8 @@ class StageConfig:
         positive.update({"run.max_consecutive_nonfinite": self.run.max_consecutive_nonfinite})
         if self.kind == "sft":
             positive.update({"sft.epochs": self.sft.epochs, "sft.batch_size": self.sft.batch_size, "sft.max_length": self.sft.max_length})
+            if self.sft.micro_batch_size is not None:
+                positive["sft.micro_batch_size"] = self.sft.micro_batch_size
         for key, value in positive.items():
             if value < 1:
                 raise ConfigError(f"{key}: must be >= 1, got {value}")
@@ -447,9 +453,9 @@ def _plain(value: Any) -> Any:
 
 
 def _apply_override(data: dict[str, Any], override: str) -> None:
-    if "=" not in override:
-        raise ConfigError(f"--set {override!r}: expected key=value")
-    dotted, raw = override.split("=", 1)
+    dotted, equals, raw = override.partition("=")
+    if not equals or not all(part.strip() for part in dotted.split(".")):
+        raise ConfigError(f"--set {override!r}: expected key=value, the key a dotted path such as algorithm.beta")
     text = raw.strip()
     try:
         parsed = yaml.safe_load(text) if text else ""
@@ -491,6 +497,35 @@ def stage_from_dict(data: dict[str, Any], overrides: list[str] | tuple[str, ...]
     return _build(StageConfig, data).validate()
 
 
+def expect_stage(config: Any, kind: str, user: str) -> StageConfig:
+    """`config` if it is a stage of `kind`, for `user` (a trainer); otherwise an
+    InvalidInputError that says what was given and what runs it."""
+    if isinstance(config, StageConfig) and config.kind == kind:
+        return config
+    if isinstance(config, PipelineConfig):
+        given = f"a pipeline of {len(config.stages)} stages (run it with reasonrl.run_pipeline)"
+    elif isinstance(config, StageConfig):
+        given = f"a {config.kind!r} stage (run it with {'GRPOTrainer' if config.kind == 'grpo' else 'SFTTrainer'})"
+    else:
+        given = f"a {type(config).__name__}"
+    raise InvalidInputError(f"invalid `config`: {user} takes a StageConfig of kind {kind!r} (load_stage_config), got {given}")
+
+
+def load_stage_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> StageConfig:
+    """`load_config` for a file that holds one stage: what `GRPOTrainer` and `SFTTrainer` take.
+
+    Raises:
+        ConfigError: as `load_config`, or the file is a pipeline.
+    """
+    config = load_config(path, overrides)
+    if isinstance(config, PipelineConfig):
+        raise ConfigError(
+            f"stages: {path} is a pipeline of {len(config.stages)} stages, not one stage; load it with load_config "
+            "and run it with reasonrl.run_pipeline (or `reasonrl train`)"
+        )
+    return config
+
+
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> StageConfig | PipelineConfig:
     """A stage or a pipeline from a YAML file, with ``key=value`` overrides applied.
 
@@ -520,7 +555,7 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
             except ConfigError as error:
                 raise ConfigError(f"stages[{i}].{error}") from None
         output_dir = _coerce(data.get("output_dir", "runs/pipeline"), str, "output_dir")
-        return PipelineConfig(stages=stages, output_dir=output_dir)
+        return PipelineConfig(stages=stages, output_dir=os.path.expanduser(output_dir))
     return stage_from_dict(data, overrides)
 
 

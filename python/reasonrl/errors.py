@@ -6,6 +6,10 @@ exception a user would expect (``ValueError`` for bad arguments), so ``except Va
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 __all__ = [
     "ConfigError",
     "InvalidInputError",
@@ -38,3 +42,17 @@ class ConfigError(ReasonRLError, ValueError):
 
 class TrainingError(ReasonRLError, RuntimeError):
     """Training cannot go on (e.g. the loss was not finite several steps in a row)."""
+
+
+@contextmanager
+def named_by(names: dict[str, str]) -> Iterator[None]:
+    """Re-raises an InvalidInputError about a parameter (``invalid `source`: …``) as a
+    ConfigError named by the config key or command-line flag that set it (`names`: parameter
+    → key or flag), so that a user reads ``data.train: …`` or ``--data: …``."""
+    try:
+        yield
+    except InvalidInputError as error:
+        named = re.match(r"invalid `(\w+)`: (.*)", str(error), re.DOTALL)
+        if named is None or named[1] not in names:
+            raise
+        raise ConfigError(f"{names[named[1]]}: {named[2]}") from None

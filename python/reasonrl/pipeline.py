@@ -9,48 +9,94 @@ alone writes the merged metrics and the report.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 from pathlib import Path
 from typing import Any
 
 from reasonrl.config import PipelineConfig, StageConfig
 from reasonrl.data import get_template, load_examples
+from reasonrl.errors import ConfigError, named_by
 from reasonrl.report import write_report
 
 
 def load_stage_data(config: StageConfig) -> tuple[list[Any], list[Any]]:
+    """The stage's training and held-out examples; a problem with either is a ConfigError
+    named by the config key that caused it."""
     d = config.data
-    train = load_examples(
+    train = _loaded(
+        {"source": "data.train", "split": "data.split", "fields": "data.fields", "format": "data.format"},
         d.train, format=d.format, fields=d.fields or None, split=d.split, limit=d.train_limit, shuffle_seed=d.shuffle_seed,
     )
-    heldout = (
-        load_examples(d.eval, format=d.format, fields=d.fields or None, split=d.eval_split, limit=d.eval_limit) if d.eval else []
-    )
+    if not train:
+        raise ConfigError(f"data.train: {d.train} holds no examples")
+    heldout = _loaded(
+        {"source": "data.eval", "split": "data.eval_split", "fields": "data.fields", "format": "data.format"},
+        d.eval, format=d.format, fields=d.fields or None, split=d.eval_split, limit=d.eval_limit,
+    ) if d.eval else []
     return train, heldout
+
+
+def _loaded(names: dict[str, str], source: str, **options: Any) -> list[Any]:
+    """`load_examples(source, **options)`, its errors named by the config keys (`names`)."""
+    with named_by(names):
+        return load_examples(source, **options)
+
+
+def check_machine(config: StageConfig) -> None:
+    """What the config asks of this machine, checked before any model is loaded (a hub model
+    would be downloaded first)."""
+    if config.kind != "grpo":
+        return
+    if config.rollout.backend == "vllm" and importlib.util.find_spec("vllm") is None:
+        raise ConfigError("rollout.backend: 'vllm' needs vLLM (pip install reasonrl[vllm]) and a CUDA GPU")
+    if config.algorithm.kernel_backend == "triton":
+        import torch
+
+        from reasonrl.kernels._backend import HAS_TRITON, INTERPRET
+
+        device = config.model.device
+        on_gpu = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+        if not HAS_TRITON:
+            raise ConfigError("algorithm.kernel_backend: 'triton' asked for, but triton is not installed")
+        if not on_gpu and not INTERPRET:
+            raise ConfigError(
+                f"algorithm.kernel_backend: 'triton' needs a CUDA GPU (model.device {device!r} runs on the CPU here) "
+                "or TRITON_INTERPRET=1; 'auto' uses the kernels on a GPU and the torch path elsewhere"
+            )
 
 
 def run_stage(config: StageConfig, *, resume: bool = False) -> dict[str, Any]:
     """Loads the model and data of one stage and trains it; returns its summary.
 
-    The model is saved to ``<run.output_dir>/final`` in Hugging Face format.
+    The model is saved to ``<run.output_dir>/final`` in Hugging Face format, the report (plots and
+    a markdown summary) to ``<run.output_dir>/report.md``.
     """
     # Imported here: a config error should surface before torch and transformers load.
-    from reasonrl.trainer.distributed import init_distributed
+    from reasonrl.trainer.checkpoint import check_no_earlier_run
+    from reasonrl.trainer.distributed import init_distributed, is_main_process
     from reasonrl.trainer.grpo import GRPOTrainer
     from reasonrl.trainer.models import load_model_and_tokenizer
     from reasonrl.trainer.sft import SFTTrainer, sft_pairs
 
+    check_machine(config)
+    if not resume and not config.run.overwrite:
+        check_no_earlier_run(Path(config.run.output_dir))  # the trainer checks again; this is before any download
     init_distributed(config.distributed.backend)  # a no-op outside torchrun
     train, heldout = load_stage_data(config)
     model, tokenizer = load_model_and_tokenizer(config.model)
     template = get_template(config.data.template, system_prompt=config.data.system_prompt)
     if config.kind == "sft":
         pairs = sft_pairs(train, template, tokenizer, config.sft.response_field)
-        summary = SFTTrainer(config, model, tokenizer, pairs).train()
+        summary = SFTTrainer(config, model, tokenizer, pairs).train(resume=resume)
     else:
         trainer = GRPOTrainer(config, model, tokenizer, train, eval_examples=heldout, template=template)
         summary = trainer.train(resume=resume)
     summary["model"] = str(Path(config.run.output_dir) / "final")
+    if is_main_process():
+        name = config.name or config.kind
+        write_report(Path(config.run.output_dir), title=f"reasonrl {config.kind} stage: {name}",
+                     summary={name: summary.get("eval") or summary.get("train") or {}})
     return summary
 
 

@@ -58,6 +58,8 @@ def test_valid_config_with_overrides(tmp_path):
         (VALID, ["algorithm.mini_batches=3"], r"^algorithm\.mini_batches: 3 does not divide"),
         (VALID, ["eval.ks=[4]"], r"^eval\.ks"),
         (VALID, ["noequals"], r"expected key=value"),
+        (VALID, ["=3"], r"^--set .=3.: expected key=value, the key a dotted path"),
+        (VALID, ["rollout..top_p=1"], r"expected key=value, the key a dotted path"),
         (VALID, ["rollout.stop=[</answer>"], r"^--set rollout\.stop: '\[</answer>' is not valid YAML"),
         (VALID, ["run.output_dir='runs/a"], r"^--set run\.output_dir: \"'runs/a\" is not valid YAML"),
         # Values out of range, each named before any model loads.
@@ -152,3 +154,71 @@ def test_shipped_recipes_load(tmp_path, monkeypatch):
             (cwd / path).parent.mkdir(parents=True, exist_ok=True)
             (cwd / path).write_text("")
         assert isinstance(load_config(recipe), (StageConfig, PipelineConfig)), recipe
+
+
+def test_load_stage_config_takes_one_stage_and_names_a_pipeline(tmp_path):
+    from reasonrl.config import load_stage_config
+
+    assert load_stage_config(write(tmp_path, VALID)).kind == "grpo"
+    write(tmp_path, VALID.replace("kind: grpo", "kind: sft"), "sft.yaml")
+    pipeline = write(tmp_path, "stages:\n  - sft.yaml\n  - sft.yaml\n", "p.yaml")
+    with pytest.raises(ConfigError, match=r"p.yaml is a pipeline of 2 stages, not one stage"):
+        load_stage_config(pipeline)
+
+
+def test_trainers_name_the_config_they_take():
+    from reasonrl import GRPOTrainer, SFTTrainer
+    from reasonrl.config import stage_from_dict
+    from reasonrl.errors import InvalidInputError
+
+    sft = stage_from_dict({"kind": "sft", "model": {"name_or_path": "m"}, "data": {"train": "d"}})
+    with pytest.raises(InvalidInputError, match=r"GRPOTrainer takes a StageConfig of kind 'grpo'.*got a 'sft' stage \(run it with SFTTrainer\)"):
+        GRPOTrainer(sft, None, None, [])
+    with pytest.raises(InvalidInputError, match=r"SFTTrainer takes .* got a pipeline of 1 stages"):
+        SFTTrainer(PipelineConfig(stages=[sft]), None, None, [("a", "b")])
+
+
+def test_output_dirs_expand_a_home_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    config = load_config(write(tmp_path, VALID), ["run.output_dir=~/runs/a"])
+    assert config.run.output_dir == str(tmp_path / "runs" / "a")
+    write(tmp_path, VALID, "stage.yaml")
+    pipeline = load_config(write(tmp_path, "output_dir: ~/runs/p\nstages:\n  - stage.yaml\n", "p.yaml"))
+    assert isinstance(pipeline, PipelineConfig) and pipeline.output_dir == str(tmp_path / "runs" / "p")
+
+
+def test_run_stage_names_data_and_machine_problems_by_key_before_loading_a_model(tmp_path, monkeypatch):
+    import importlib.util
+
+    from reasonrl.config import stage_from_dict
+    from reasonrl.pipeline import run_stage
+
+    (tmp_path / "splits").mkdir()
+    (tmp_path / "splits" / "train.jsonl").write_text('{"prompt": "1+1", "answer": "2"}\n')
+    (tmp_path / "empty.jsonl").write_text("")
+
+    def stage(**sections):
+        base = {"kind": "grpo", "model": {"name_or_path": "no/such-model-is-ever-loaded"}, "data": {"train": str(tmp_path / "splits")},
+                "reward": {"a": {"kind": "format"}}, "run": {"output_dir": str(tmp_path / "run")}}
+        for key, value in sections.items():
+            base[key] = {**base.get(key, {}), **value}
+        return stage_from_dict(base)
+
+    cases = [
+        (stage(), r"^data\.split: .*splits is a folder"),
+        (stage(data={"split": "validation"}), r"^data\.split: no file for split 'validation'"),
+        (stage(data={"train": str(tmp_path / "empty.jsonl")}), r"^data\.train: .*empty\.jsonl holds no examples"),
+        (stage(data={"split": "train", "eval": str(tmp_path / "splits"), "eval_split": "test"}), r"^data\.eval_split: no file"),
+    ]
+    monkeypatch.setattr("reasonrl.kernels._backend.INTERPRET", False)
+    if importlib.util.find_spec("vllm") is None:
+        cases.append((stage(rollout={"backend": "vllm"}), r"^rollout\.backend: 'vllm' needs vLLM"))
+    import torch
+
+    if not torch.cuda.is_available():
+        cases.append((stage(algorithm={"kernel_backend": "triton"}, model={"device": "cpu"}),
+                      r"^algorithm\.kernel_backend: 'triton' needs a CUDA GPU"))
+    for config, message in cases:
+        with pytest.raises(ConfigError, match=message):
+            run_stage(config)
+    assert not (tmp_path / "run").exists()  # nothing was written either

@@ -195,6 +195,38 @@ def test_resume_after_a_crash_logs_each_step_once(tmp_path, seeded_trainer, caps
     assert "no checkpoint in" in capsys.readouterr().out and fresh.step == 1
 
 
+def test_a_fresh_run_into_an_earlier_runs_folder_refuses_or_replaces_it(tmp_path, seeded_trainer):
+    from reasonrl.config import ConfigError
+
+    seeded_trainer(tmp_path / "a", steps=3, save_every=2).train()
+    folder = tmp_path / "a" / "run"
+    assert (folder / "checkpoint-2").is_dir()
+    # Without --resume its metrics would be appended to and checkpoint-2 resumed from later.
+    with pytest.raises(ConfigError, match=r"holds an earlier run \(metrics.jsonl, completions.jsonl, config.yaml, final, checkpoint-2\)"):
+        seeded_trainer(tmp_path / "a", steps=1).train()
+    (folder / "notes.txt").write_text("mine")
+    seeded_trainer(tmp_path / "a", steps=1, overwrite=True).train()
+    lines = [json.loads(x) for x in (folder / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines if "reward/total" in x] == [1]
+    assert not (folder / "checkpoint-2").exists() and (folder / "final").is_dir()
+    assert (folder / "notes.txt").read_text() == "mine"  # only the run's own files go
+
+
+def test_resuming_a_finished_run_does_not_evaluate_or_log_it_again(tmp_path, tiny_model, tokenizer, problems, make_stage):
+    train, heldout = problems
+    config = make_stage(tmp_path, run={"steps": 2}, eval={"samples": 1, "max_new_tokens": 8})
+    template = get_template(PROMPT_TEMPLATE)
+    first = GRPOTrainer(config, tiny_model, tokenizer, train, eval_examples=heldout[:4], template=template).train()
+    before = (tmp_path / "run" / "metrics.jsonl").read_text()
+    again = GRPOTrainer(config, tiny_model, tokenizer, train, eval_examples=heldout[:4], template=template)
+    evaluated = []
+    again.evaluate = lambda *a, **k: evaluated.append(1)
+    resumed = again.train(resume=True)
+    assert evaluated == [] and (tmp_path / "run" / "metrics.jsonl").read_text() == before
+    assert resumed["eval"]["pass@1"] == first["eval"]["pass@1"]
+    assert resumed["train"]["reward/total"] == first["train"]["reward/total"]
+
+
 def test_final_model_loads_with_from_pretrained(tmp_path, tiny_model, tokenizer, problems, make_trainer):
     train, _ = problems
     make_trainer(tmp_path, tiny_model, tokenizer, train, run={"steps": 1}).train()

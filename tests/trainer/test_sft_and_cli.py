@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import subprocess
 import sys
 
@@ -79,6 +80,102 @@ def test_sft_stops_after_several_nonfinite_steps(tmp_path, tiny_model, tokenizer
     assert not any(changed)
 
 
+SFT_PAIRS = [(f"{a}+1=?<think>", f"{a} plus 1 is {a + 1}</think>") for a in range(10, 23)]  # 13: the last batch is short
+
+
+def seeded_sft(folder, tokenizer, save_every=0, **sft):
+    """An SFT trainer over a fresh small model, the same weights at every call (seed 0)."""
+    from reasonrl.demo import DemoSettings
+    from reasonrl.demo.run import build_tiny_model
+
+    torch.manual_seed(0)
+    model = build_tiny_model(len(tokenizer), tokenizer, DemoSettings(hidden_size=32, layers=2, heads=2))
+    config = stage_from_dict({
+        "kind": "sft", "name": "sft", "model": {"name_or_path": "test:tiny"}, "data": {"train": "test:x"},
+        "sft": {"epochs": 3, "batch_size": 4, **sft}, "optim": {"lr": 3e-3, "warmup_steps": 2},
+        "run": {"output_dir": str(folder), "tensorboard": False, "progress_bar": False, "save_every": save_every},
+    })
+    return SFTTrainer(config, model, tokenizer, SFT_PAIRS)
+
+
+def same_weights(a, b) -> bool:
+    return all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters()))
+
+
+def logged_steps(folder) -> list[int]:
+    return [json.loads(line)["step"] for line in (folder / "metrics.jsonl").read_text().splitlines() if "loss" in line]
+
+
+def test_sft_resumes_exactly_from_a_checkpoint_mid_epoch(tmp_path, tokenizer, capsys):
+    straight = seeded_sft(tmp_path / "a", tokenizer)
+    straight.train()
+    assert straight.step == 12  # 3 epochs of 4 batches (13 pairs, batch 4)
+    # A run that saved at step 6 (the middle of the second epoch), logged up to 9 and died.
+    crashed = seeded_sft(tmp_path / "b", tokenizer, save_every=6)
+    crashed.train()
+    for name in ("checkpoint-12", "final"):
+        shutil.rmtree(tmp_path / "b" / name)
+    resumed = seeded_sft(tmp_path / "b", tokenizer)
+    resumed.train(resume=True)
+    assert "resumed at step 6" in capsys.readouterr().out
+    assert resumed.step == 12 and same_weights(straight.model, resumed.model)
+    assert logged_steps(tmp_path / "b") == list(range(1, 13))  # steps 7-12 once, not twice
+    # Resuming the finished run takes no step and keeps the weights.
+    again = seeded_sft(tmp_path / "b", tokenizer)
+    again.train(resume=True)
+    assert again.step == 12 and same_weights(straight.model, again.model)
+
+
+def test_sft_ctrl_c_finishes_the_step_saves_it_and_resumes_exactly(tmp_path, tokenizer, capsys):
+    import os
+    import signal
+
+    straight = seeded_sft(tmp_path / "a", tokenizer)
+    straight.train()
+    handler_before = signal.getsignal(signal.SIGINT)
+    interrupted = seeded_sft(tmp_path / "b", tokenizer)
+    step = interrupted.train_step
+
+    def train_step(batch):
+        if interrupted.step == 4:  # Ctrl-C during the fifth step
+            os.kill(os.getpid(), signal.SIGINT)
+        return step(batch)
+
+    interrupted.train_step = train_step
+    with pytest.raises(KeyboardInterrupt):
+        interrupted.train()
+    assert (tmp_path / "b" / "checkpoint-5").is_dir() and not (tmp_path / "b" / "final").exists()
+    assert "interrupted: saved" in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGINT) is handler_before
+    resumed = seeded_sft(tmp_path / "b", tokenizer)
+    resumed.train(resume=True)
+    assert same_weights(straight.model, resumed.model)
+
+
+def test_sft_micro_batches_give_the_whole_batch_gradient(tmp_path, tokenizer):
+    whole = seeded_sft(tmp_path / "a", tokenizer, epochs=1)
+    split = seeded_sft(tmp_path / "b", tokenizer, epochs=1, micro_batch_size=3)  # 4 = 3 + 1, responses of unequal length
+    batch = [SFT_PAIRS[0], SFT_PAIRS[5], ("7+1=?<think>", "8</think>"), SFT_PAIRS[9]]
+    metrics = [trainer.train_step(batch) for trainer in (whole, split)]
+    for a, b in zip(whole.model.parameters(), split.model.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+    assert not same_weights(whole.model, seeded_sft(tmp_path / "c", tokenizer).model)  # the step moved them
+    assert metrics[0]["loss"] == pytest.approx(metrics[1]["loss"], rel=1e-5)
+    assert metrics[0]["response_tokens"] == metrics[1]["response_tokens"]
+
+
+def test_sft_refuses_to_resume_at_another_world_size(tmp_path, tokenizer):
+    seeded_sft(tmp_path / "a", tokenizer, epochs=1, save_every=2).train()
+    state_file = tmp_path / "a" / "checkpoint-2" / "trainer_state.pt"
+    payload = torch.load(state_file, weights_only=False)
+    payload["state"]["world_size"] = 2
+    torch.save(payload, state_file)
+    shutil.rmtree(tmp_path / "a" / "final")
+    shutil.rmtree(tmp_path / "a" / "checkpoint-4")
+    with pytest.raises(TrainingError, match="saved by 2 rank"):
+        seeded_sft(tmp_path / "a", tokenizer, epochs=1).train(resume=True)
+
+
 def test_cli_config_error_exits_2_before_loading_anything(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text("kind: grpo\nmodel: {name_or_path: x}\ndata: {train: y}\nreward: {a: {kind: format}}\nalgoritm: {}\n")
@@ -92,6 +189,12 @@ def test_cli_config_error_exits_2_before_loading_anything(tmp_path, capsys):
     good.write_text("kind: grpo\nmodel: {name_or_path: x}\ndata: {train: y}\nreward: {a: {kind: format}}\n")
     assert main(["sft", str(good)]) == 2
     assert "run it with `reasonrl train`" in capsys.readouterr().err
+    # `reasonrl sft` runs pipelines of SFT stages only.
+    pipeline = tmp_path / "pipeline.yaml"
+    pipeline.write_text("output_dir: runs/p\nstages:\n  - {kind: sft, model: {name_or_path: x}, data: {train: y}}\n"
+                        "  - {kind: grpo, model: {name_or_path: x}, data: {train: y}, reward: {a: {kind: format}}}\n")
+    assert main(["sft", str(pipeline)]) == 2
+    assert "stages.1.kind: a 'grpo' stage; `reasonrl sft` runs SFT stages only" in capsys.readouterr().err
 
 
 def test_cli_eval_on_a_saved_model(tmp_path, tiny_model, tokenizer):
@@ -121,7 +224,7 @@ def test_cli_eval_checks_ks(argv, capsys):
 @pytest.mark.parametrize(("flag", "value", "message"), [
     ("--samples", "0", "must be >= 1, got 0"), ("--ks", "0", "must be >= 1, got 0"), ("--limit", "-1", "must be >= 1"),
     ("--max-new-tokens", "0", "must be >= 1"), ("--batch-size", "0", "must be >= 1"),
-    ("--temperature", "0", "must be > 0"), ("--top-p", "1.5", "must be in (0, 1]"),
+    ("--temperature", "0", "must be > 0, got 0.0 (for greedy decoding use --greedy)"), ("--top-p", "1.5", "must be in (0, 1]"),
 ])
 def test_cli_eval_rejects_out_of_range_arguments_before_loading(flag, value, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
@@ -129,6 +232,27 @@ def test_cli_eval_rejects_out_of_range_arguments_before_loading(flag, value, mes
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert f"argument {flag}" in err and message in err
+
+
+def test_cli_eval_refuses_greedy_samples_and_makes_the_json_folder_first(tmp_path, tiny_model, tokenizer, capsys):
+    assert main(["eval", "--model", "m", "--data", "d", "--greedy", "--samples", "4"]) == 2
+    assert "greedy decoding gives one completion per problem, not 4" in capsys.readouterr().err
+    # Bad flags are named as flags, before any model loads.
+    assert main(["eval", "--model", "m", "--data", str(tmp_path / "none.jsonl")]) == 2
+    assert "config error: --data: file not found" in capsys.readouterr().err
+    assert main(["eval", "--model", "m", "--data", "d", "--template", "no placeholder"]) == 2
+    assert "config error: --template: 'no placeholder' is neither a built-in template" in capsys.readouterr().err
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    assert main(["eval", "--model", "m", "--data", "d", "--json", str(blocked / "out.json")]) == 2
+    assert "--json: cannot create the folder" in capsys.readouterr().err
+    tiny_model.save_pretrained(tmp_path / "model")
+    tokenizer.save_pretrained(tmp_path / "model")
+    data = tmp_path / "problems.jsonl"
+    data.write_text(json.dumps({"prompt": "1+1", "answer": "2"}) + "\n")
+    out = tmp_path / "new" / "folder" / "result.json"
+    assert main(["eval", "--model", str(tmp_path / "model"), "--data", str(data), "--max-new-tokens", "4", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["summary"]["n_problems"] == 1
 
 
 def test_cli_eval_names_a_model_or_device_it_cannot_use(tmp_path, tiny_model, tokenizer, capsys):
@@ -191,6 +315,7 @@ stages:
     assert [s.kind for s in saved] == ["sft", "grpo"] and saved[1].run.steps == 1
     assert saved[1].model.name_or_path == str(runs / "cold_start" / "final")
     assert (runs / "grpo" / "final" / "model.safetensors").exists() and (runs / "report.md").exists()
+    assert all((runs / stage / "report.md").exists() for stage in ("cold_start", "grpo"))  # every stage its own report too
     capsys.readouterr()
 
     assert main(["train", str(config), "--set", "stages.1.run.steps=1", "--resume"]) == 0
@@ -203,6 +328,12 @@ stages:
     assert "stage cold_start finished earlier" in out and "resumed at step 1" in out
     steps = [json.loads(line)["step"] for line in (runs / "grpo" / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2]
+    assert (runs / "cold_start" / "metrics.jsonl").read_text() == sft_metrics
+
+    # The same pipeline again without --resume: refused before any stage runs, the runs intact.
+    assert main(["train", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert f"run.output_dir: {runs / 'cold_start'} holds an earlier run" in err and "--resume" in err
     assert (runs / "cold_start" / "metrics.jsonl").read_text() == sft_metrics
 
 

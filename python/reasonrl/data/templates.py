@@ -60,8 +60,8 @@ class PromptTemplate:
             )
         if self.system_prompt is not None and not self.chat:
             raise InvalidInputError(
-                "invalid `system_prompt`: only a chat template has a system message; use "
-                "get_template('chat', system_prompt=...) or put the text into the format string"
+                "invalid `system_prompt`: only a chat template has a system message (template 'chat', "
+                "which applies the tokenizer's own); or put the text into the format string"
             )
 
     @property

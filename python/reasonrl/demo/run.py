@@ -126,7 +126,9 @@ def _stage(name: str, kind: str, output_dir: Path, settings: DemoSettings, **sec
         "name": name,
         "model": {"name_or_path": "demo:tiny-char-lm"},
         "data": {"train": "demo:addition", "template": PROMPT_TEMPLATE},
-        "run": {"output_dir": str(output_dir / name), "seed": settings.seed, "tensorboard": False, "progress_bar": False},
+        # A demo run again into the same folder replaces the last one.
+        "run": {"output_dir": str(output_dir / name), "seed": settings.seed, "tensorboard": False, "progress_bar": False,
+                "overwrite": True},
     }
     for key, value in sections.items():
         base[key] = {**base.get(key, {}), **value}
@@ -149,6 +151,8 @@ def _run_demo(root: Path, settings: DemoSettings, log: Any) -> dict[str, Any]:
     tokenizer = build_char_tokenizer()
     task = AdditionTask(seed=settings.seed)
     train, heldout = task.problems(settings.n_train, settings.n_heldout)
+    # The held-out problems, for `reasonrl eval` of the final model (see the README).
+    (root / "heldout.jsonl").write_text("".join(json.dumps({"prompt": e.prompt, "answer": e.answer}) + "\n" for e in heldout))
     model = build_tiny_model(len(tokenizer), tokenizer, settings)
     template = get_template(PROMPT_TEMPLATE)
     rollout = HFRollout(model, tokenizer)

@@ -4,10 +4,12 @@ A rollout calls the model once per generated token, with one new token per row. 
 Hugging Face modules that call costs a fixed few milliseconds of Python and small-op overhead
 (cache objects, mask building, output classes, hooks, per-layer dispatch) whatever the model
 size: on a small model or a small batch it dominates the whole rollout. `LeanDecoder` runs the
-same arithmetic straight on the model's own weights, with the KV cache in preallocated buffers:
-one linear for q, k and v (a fused copy of the three matrices, made per rollout while it stays
-under `FUSED_COPY_LIMIT` bytes; a 7B model's would be gigabytes, and it gets three linears),
-rotary embedding of q and k together, attention on the cache, the MLP, the head.
+same arithmetic straight on the model's own weights, with the KV cache in preallocated buffers,
+and with fewer ops per step than the modules use: the RMSNorm weights, the attention scale and
+the RoPE half-rotation folded into one q/k/v matrix and one gate/up matrix (copies made per
+rollout while all layers' together stay under `FUSED_COPY_LIMIT` bytes; a 7B model's would be
+gigabytes, and it keeps its separate linears), residual sums done by the matrix products,
+attention on the cache, the head.
 
 The prompt is still encoded by the model's own forward (once per prompt, see `HFRollout`);
 only the decode steps go through here. Anything this module does not reproduce exactly (other
@@ -28,7 +30,7 @@ SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3")
 # RoPE variants whose angles depend on the position only (not on the longest position seen so
 # far, as "dynamic" and "longrope" do): their cos/sin are tabulated once per rollout.
 _STATIC_ROPE_TYPES = ("default", "linear", "llama3", "yarn")
-# Largest fused q/k/v copy (all layers together) made per rollout.
+# Largest folded copy (q/k/v, then gate/up; all layers together) made per rollout.
 FUSED_COPY_LIMIT = 256 << 20
 # RMSNorm classes computing weight * (x / rms(x)) in fp32, the way this module does.
 _RMS_NORMS = ("LlamaRMSNorm", "MistralRMSNorm", "Qwen2RMSNorm", "Qwen3RMSNorm")
@@ -70,11 +72,17 @@ def unsupported_reason(model: PreTrainedModel, total_length: int) -> str | None:
     return None
 
 
+def _normalized(x: torch.Tensor, eps: float) -> torch.Tensor:
+    """x / rms(x) over the last dim, in fp32 and cast back, as the Llama RMSNorm computes it
+    before its weight. Written out: on CPU `F.rms_norm` decomposes into more, slower ops
+    (~50 µs against ~10 µs for a [64, 64] input)."""
+    mean_square = torch.linalg.vector_norm(x, dim=-1, keepdim=True, dtype=torch.float32).square_().div_(x.shape[-1])
+    return (x * mean_square.add_(eps).rsqrt_()).to(x.dtype)
+
+
 def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     """The Llama RMSNorm: normalised in fp32, cast back, then scaled."""
-    if x.dtype == torch.float32:
-        return F.rms_norm(x, weight.shape, weight, eps)
-    return weight * F.rms_norm(x.float(), weight.shape, None, eps).to(x.dtype)
+    return weight * _normalized(x, eps)
 
 
 def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -83,22 +91,36 @@ def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tens
     return x * cos + torch.cat((-x[..., half:], x[..., :half]), dim=-1) * sin
 
 
+def _rotated_rows(weight: torch.Tensor, heads: int) -> torch.Tensor:
+    """`weight` ([heads·D] or [heads·D, H]) with each head's rows as rotate_half orders them,
+    (−second half, first half): a linear with these rows gives rotate_half of its output."""
+    per_head = weight.reshape(heads, -1, *weight.shape[1:])  # [heads, D, ...]
+    half = per_head.shape[1] // 2
+    return torch.cat((-per_head[:, half:], per_head[:, :half]), dim=1).reshape(weight.shape)
+
+
 def _attend(
     q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor | None, scale: float
 ) -> torch.Tensor:
     """[n, Hq, 1, D] attention of one query per row over its cache (keys/values [n, Hkv, S, D],
-    mask [n, 1, 1, S] or None), query heads grouped onto their shared key/value head."""
+    mask [n, 1, 1, S] or None), query heads grouped onto their shared key/value head. `scale`
+    1.0: q comes scaled already."""
     n, Hq, _, D = q.shape
     Hkv = keys.shape[1]
     if q.is_cuda:
         return F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, scale=scale, enable_gqa=Hq != Hkv)
     # On CPU the fused kernel is built for long query blocks: for one query, three plain ops
     # are several times faster.
-    grouped = q.view(n, Hkv, Hq // Hkv, D)  # [n, Hkv, g, D]
-    scores = torch.matmul(grouped, keys.transpose(-1, -2)).mul_(scale)  # [n, Hkv, g, S]
+    grouped = q.reshape(n, Hkv, Hq // Hkv, D)  # [n, Hkv, g, D]
+    scores = torch.matmul(grouped, keys.transpose(-1, -2))  # [n, Hkv, g, S]
+    if scale != 1.0:
+        scores.mul_(scale)
     if mask is not None:
         scores.masked_fill_(~mask, float("-inf"))
-    probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(values.dtype)
+    if scores.dtype == torch.float32:
+        probs = torch.softmax(scores, dim=-1)
+    else:  # in fp32, as the modules do
+        probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(values.dtype)
     return torch.matmul(probs, values).view(n, Hq, 1, D)
 
 
@@ -107,23 +129,51 @@ def _linear(module: torch.nn.Linear, x: torch.Tensor) -> torch.Tensor:
     return F.linear(x, module.weight, module.bias)
 
 
-class _Layer:
-    """One decoder layer's weights: references into the model, and (`fuse`) q/k/v in one matrix."""
+def _add_linear(residual: torch.Tensor, module: torch.nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    """residual + module(x) for 2-D [n, ·] tensors, the sum done by the matrix product itself."""
+    out = torch.addmm(residual, x, module.weight.t())
+    return out if module.bias is None else out.add_(module.bias)
 
-    def __init__(self, layer: Any, hidden_act: str | None, fuse: bool):
+
+def _stacked_bias(linears: list[tuple[torch.nn.Linear, torch.Tensor | None]]) -> torch.Tensor | None:
+    """The biases of stacked linears (each given with its bias as stacked, None where the
+    linear has none), zeros for the missing ones; None if none has a bias."""
+    if all(bias is None for _, bias in linears):
+        return None
+    return torch.cat([bias if bias is not None else m.weight.new_zeros(m.out_features) for m, bias in linears])
+
+
+def folded_copy_bytes(layer: Any, head_dim: int) -> tuple[int, int]:
+    """Bytes of one layer's folded copies (see `_Layer`): q/k/v with rotation rows, gate/up."""
+    attention, mlp = layer.self_attn, layer.mlp
+    q, k, v = attention.q_proj.weight, attention.k_proj.weight, attention.v_proj.weight
+    rotation_rows = 0 if hasattr(attention, "q_norm") else q.shape[0] + k.shape[0]
+    qkv = (q.shape[0] + k.shape[0] + v.shape[0] + rotation_rows) * q.shape[1] * q.element_size()
+    gate_up = mlp.gate_proj.weight.nbytes + mlp.up_proj.weight.nbytes
+    return qkv, gate_up
+
+
+class _Layer:
+    """One decoder layer's weights, as references into the model or (`fold_qkv`, `fold_mlp`)
+    as copies made per rollout that spare ops at every decode step:
+
+    - `fold_qkv`: q, k and v in one matrix whose columns carry the input RMSNorm's weight (the
+      step then only normalises); without q/k norms (all but Qwen3) also the attention scale
+      (on q: the rotation is linear, so scaling before it is the same) and rows that give
+      rotate_half(q) and rotate_half(k) directly, so that RoPE is one multiply-add.
+    - `fold_mlp`: gate and up in one matrix carrying the post-attention RMSNorm's weight.
+
+    The folded products round differently from the model's (w·(x/rms) then the matmul, against
+    the matmul with w in it): equal to fp32 rounding, not bit for bit.
+    """
+
+    def __init__(self, layer: Any, heads: tuple[int, int, int], hidden_act: str | None, fold_qkv: bool, fold_mlp: bool):
         # `layer` is a Hugging Face decoder layer (Any: torch types every submodule attribute
         # as `Tensor | Module`); `unsupported_reason` has checked the types below.
         attention, mlp = layer.self_attn, layer.mlp
+        self.q_heads, self.kv_heads, self.head_dim = heads
         q, k, v = attention.q_proj, attention.k_proj, attention.v_proj
         self.projections: tuple[torch.nn.Linear, torch.nn.Linear, torch.nn.Linear] = (q, k, v)
-        self.qkv_weight: torch.Tensor | None = None
-        self.qkv_bias: torch.Tensor | None = None
-        if fuse:
-            self.qkv_weight = torch.cat([q.weight, k.weight, v.weight]).detach()  # [(Hq+2Hkv)·D, H]
-            biases = [p.bias for p in (q, k, v)]
-            self.qkv_bias = None if all(b is None for b in biases) else torch.cat(
-                [b if b is not None else q.weight.new_zeros(p.out_features) for b, p in zip(biases, (q, k, v))]
-            ).detach()
         self.o_proj: torch.nn.Linear = attention.o_proj
         self.gate_proj: torch.nn.Linear = mlp.gate_proj
         self.up_proj: torch.nn.Linear = mlp.up_proj
@@ -136,12 +186,79 @@ class _Layer:
         self.q_norm: Any = getattr(attention, "q_norm", None)
         self.k_norm: Any = getattr(attention, "k_norm", None)
         self.scaling: float = attention.scaling
+        self.q_norm_weight: torch.Tensor | None = self.q_norm.weight if self.q_norm is not None else None
 
-    def qkv(self, h: torch.Tensor) -> torch.Tensor:
-        """[n, 1, (Hq + 2·Hkv)·D] q, k and v of the normed hidden states h ([n, 1, H])."""
+        Hq, Hkv = self.q_heads, self.kv_heads
+        self.qkv_weight: torch.Tensor | None = None  # [(Hq + 2·Hkv)·D (+ (Hq + Hkv)·D rotation rows), H]
+        self.qkv_bias: torch.Tensor | None = None
+        self.rotation_rows = False
+        if fold_qkv:
+            with torch.no_grad():
+                stacked: list[tuple[torch.nn.Linear, torch.Tensor, torch.Tensor | None]] = [
+                    (m, m.weight, m.bias) for m in (q, k, v)
+                ]
+                if self.q_norm is None:
+                    q_weight = q.weight * self.scaling
+                    q_bias = q.bias * self.scaling if q.bias is not None else None
+                    stacked[0] = (q, q_weight, q_bias)
+                    stacked[2:2] = [
+                        (q, _rotated_rows(q_weight, Hq), _rotated_rows(q_bias, Hq) if q_bias is not None else None),
+                        (k, _rotated_rows(k.weight, Hkv), _rotated_rows(k.bias, Hkv) if k.bias is not None else None),
+                    ]
+                    self.rotation_rows = True
+                    self.scaling = 1.0
+                else:  # Qwen3 normalises q per head after the projection: the scale goes on its norm
+                    self.q_norm_weight = self.q_norm.weight * self.scaling
+                    self.scaling = 1.0
+                self.qkv_weight = torch.cat([w for _, w, _ in stacked]) * self.input_norm.weight
+                self.qkv_bias = _stacked_bias([(m, b) for m, _, b in stacked])
+        self.gate_up_weight: torch.Tensor | None = None  # [2·I, H]
+        self.gate_up_bias: torch.Tensor | None = None
+        if fold_mlp:
+            with torch.no_grad():
+                gate, up = self.gate_proj, self.up_proj
+                self.gate_up_weight = torch.cat([gate.weight, up.weight]) * self.post_attention_norm.weight
+                self.gate_up_bias = _stacked_bias([(gate, gate.bias), (up, up.bias)])
+
+    def attention(
+        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
+        t: int, mask: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """x ([n, H]) plus self-attention of its tokens, written at cache column t, over the
+        columns up to t (cos/sin [n, 1, 1, D], mask [n, 1, 1, t+1] or None)."""
+        n, Hq, Hkv, D = x.shape[0], self.q_heads, self.kv_heads, self.head_dim
+        eps = self.input_norm.variance_epsilon
         if self.qkv_weight is not None:
-            return F.linear(h, self.qkv_weight, self.qkv_bias)
-        return torch.cat([_linear(m, h) for m in self.projections], dim=-1)
+            qkv = F.linear(_normalized(x, eps), self.qkv_weight, self.qkv_bias)
+        else:
+            h = _rms_norm(x, self.input_norm.weight, eps)
+            qkv = torch.cat([_linear(m, h) for m in self.projections], dim=-1)
+        heads = qkv.view(n, -1, 1, D)  # [n, (Hq + Hkv) (+ Hq + Hkv rotation rows) + Hkv, 1, D]
+        if self.rotation_rows:
+            qk = torch.addcmul(heads[:, : Hq + Hkv] * cos, heads[:, Hq + Hkv : 2 * (Hq + Hkv)], sin)
+            q, k = qk[:, :Hq], qk[:, Hq:]
+        elif self.q_norm is None:
+            qk = _rotate(heads[:, : Hq + Hkv], cos, sin)  # [n, Hq + Hkv, 1, D]
+            q, k = qk[:, :Hq], qk[:, Hq:]
+        else:  # Qwen3: RMSNorm over each head before the rotation
+            assert self.q_norm_weight is not None
+            q = _rotate(_rms_norm(heads[:, :Hq], self.q_norm_weight, self.q_norm.variance_epsilon), cos, sin)
+            k = _rotate(_rms_norm(heads[:, Hq : Hq + Hkv], self.k_norm.weight, self.k_norm.variance_epsilon), cos, sin)
+        keys[:, :, t : t + 1] = k
+        values[:, :, t : t + 1] = heads[:, -Hkv:]
+        attended = _attend(q, keys[:, :, : t + 1], values[:, :, : t + 1], mask, self.scaling)  # [n, Hq, 1, D]
+        return _add_linear(x, self.o_proj, attended.view(n, Hq * D))
+
+    def mlp(self, x: torch.Tensor) -> torch.Tensor:
+        """x ([n, H]) plus the MLP of its post-attention norm."""
+        eps = self.post_attention_norm.variance_epsilon
+        if self.gate_up_weight is not None:
+            gate_up = F.linear(_normalized(x, eps), self.gate_up_weight, self.gate_up_bias)  # [n, 2·I]
+            gate, up = gate_up.chunk(2, dim=-1)
+        else:
+            h = _rms_norm(x, self.post_attention_norm.weight, eps)
+            gate, up = _linear(self.gate_proj, h), _linear(self.up_proj, h)
+        return _add_linear(x, self.down_proj, self.act(gate) * up)
 
 
 class LeanDecoder:
@@ -169,13 +286,17 @@ class LeanDecoder:
         self.rotary = base.rotary_emb
         self.final_norm = base.norm
         self.lm_head = model.lm_head
-        attention = [layer.self_attn for layer in base.layers]
-        fused_bytes = sum(m.weight.nbytes for a in attention for m in (a.q_proj, a.k_proj, a.v_proj))
-        self.fused = fused_bytes <= FUSED_COPY_LIMIT
-        self.layers = [_Layer(layer, getattr(config, "hidden_act", None), self.fused) for layer in base.layers]
         self.q_heads = config.num_attention_heads
         self.kv_heads = getattr(config, "num_key_value_heads", None) or self.q_heads
         self.head_dim = base.layers[0].self_attn.head_dim
+        # Folded copies while all layers' together stay under FUSED_COPY_LIMIT: q/k/v first
+        # (two ops fewer per layer and step), then gate/up too.
+        qkv_bytes, mlp_bytes = (sum(part) for part in zip(*(folded_copy_bytes(l, self.head_dim) for l in base.layers)))
+        self.fused = qkv_bytes <= FUSED_COPY_LIMIT  # q/k/v folded into one matrix
+        self.fused_mlp = self.fused and qkv_bytes + mlp_bytes <= FUSED_COPY_LIMIT  # gate/up too
+        heads = (self.q_heads, self.kv_heads, self.head_dim)
+        hidden_act = getattr(config, "hidden_act", None)
+        self.layers = [_Layer(layer, heads, hidden_act, self.fused, self.fused_mlp) for layer in base.layers]
 
         # Full-attention cache layers, each with [B, Hkv, P, D] `keys` and `values` (Any: the
         # cache's layer type is a union that includes layers without them).
@@ -229,9 +350,8 @@ class LeanDecoder:
 
     def _step(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """[n, V] logits for every buffer row ([n] tokens and positions)."""
-        n, t = tokens.shape[0], self.length
-        Hq, Hkv, D = self.q_heads, self.kv_heads, self.head_dim
-        x = F.embedding(tokens, self.embed)[:, None]  # [n, 1, H]
+        n, t, D = tokens.shape[0], self.length, self.head_dim
+        x = F.embedding(tokens, self.embed)  # [n, H]
         if self.rope_table is not None:
             cos, sin = self.rope_table[0][positions], self.rope_table[1][positions]  # [n, D]
         else:
@@ -239,20 +359,7 @@ class LeanDecoder:
         cos, sin = cos.view(n, 1, 1, D), sin.view(n, 1, 1, D)  # broadcast over heads
         mask = None if self.key_mask is None else self.key_mask[:, None, None, : t + 1]  # [n, 1, 1, t+1]
         for layer, keys, values in zip(self.layers, self.keys, self.values):
-            h = _rms_norm(x, layer.input_norm.weight, layer.input_norm.variance_epsilon)
-            qkv = layer.qkv(h).view(n, Hq + 2 * Hkv, 1, D)
-            if layer.q_norm is None:
-                qk = _rotate(qkv[:, : Hq + Hkv], cos, sin)  # [n, Hq + Hkv, 1, D]
-                q, k = qk[:, :Hq], qk[:, Hq:]
-            else:  # Qwen3: RMSNorm over each head before the rotation
-                q = _rotate(_rms_norm(qkv[:, :Hq], layer.q_norm.weight, layer.q_norm.variance_epsilon), cos, sin)
-                k = _rotate(_rms_norm(qkv[:, Hq : Hq + Hkv], layer.k_norm.weight, layer.k_norm.variance_epsilon), cos, sin)
-            keys[:, :, t : t + 1] = k
-            values[:, :, t : t + 1] = qkv[:, Hq + Hkv :]
-            attended = _attend(q, keys[:, :, : t + 1], values[:, :, : t + 1], mask, layer.scaling)  # [n, Hq, 1, D]
-            x = x + _linear(layer.o_proj, attended.reshape(n, 1, Hq * D))
-            h = _rms_norm(x, layer.post_attention_norm.weight, layer.post_attention_norm.variance_epsilon)
-            x = x + _linear(layer.down_proj, layer.act(_linear(layer.gate_proj, h)) * _linear(layer.up_proj, h))
+            x = layer.mlp(layer.attention(x, cos, sin, keys, values, t, mask))  # [n, H]
         self.length = t + 1
-        x = _rms_norm(x[:, 0], self.final_norm.weight, self.final_norm.variance_epsilon)  # [n, H]
+        x = _rms_norm(x, self.final_norm.weight, self.final_norm.variance_epsilon)  # [n, H]
         return _linear(self.lm_head, x)  # [n, V]

@@ -13,13 +13,18 @@ from __future__ import annotations
 import json
 import random
 import shutil
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import torch
 
-from reasonrl.errors import ReasonRLError
+from reasonrl.errors import ConfigError, ReasonRLError
 from reasonrl.trainer.distributed import (
     barrier,
     full_model_state_dict,
@@ -30,6 +35,7 @@ from reasonrl.trainer.distributed import (
     rank,
     save_sharded_optimizer,
     unwrap,
+    world_size,
 )
 
 STATE_FILE = "trainer_state.pt"
@@ -152,6 +158,48 @@ def latest_checkpoint(output_dir: Path) -> Path | None:
     return max(steps, key=lambda p: (steps[p], p.name == "final"), default=None)
 
 
+# What a run writes into its output folder (RunLogger, checkpoints, the report): what a fresh
+# run there would mix with. Nothing else in the folder is looked at or touched.
+_RUN_FILES = ("metrics.jsonl", "completions.jsonl", "config.yaml", "report.md", "plots", "tensorboard", "final")
+
+
+def earlier_run_files(output_dir: Path) -> list[Path]:
+    """The files an earlier run left in `output_dir` (its logs, checkpoints, report)."""
+    output_dir = Path(output_dir)
+    if not output_dir.is_dir():
+        return []
+    found = [output_dir / name for name in _RUN_FILES if (output_dir / name).exists()]
+    found += sorted(p for p in output_dir.glob("checkpoint-*") if p.is_dir())
+    return found
+
+
+def check_no_earlier_run(output_dir: Path) -> None:
+    """Refuses an `output_dir` an earlier run wrote, for a run that does not resume (see
+    `start_fresh`)."""
+    leftovers = earlier_run_files(output_dir)
+    if leftovers:
+        names = ", ".join(p.name for p in leftovers[:5]) + (", …" if len(leftovers) > 5 else "")
+        raise ConfigError(
+            f"run.output_dir: {output_dir} holds an earlier run ({names}): continue it with --resume, choose "
+            "another run.output_dir, or set run.overwrite: true to delete those files first"
+        )
+
+
+def start_fresh(output_dir: Path, *, overwrite: bool) -> None:
+    """Readies `output_dir` for a run that does not resume: a run there before would have its
+    metrics appended to, its checkpoints picked up by a later --resume and its curves drawn
+    over. So an earlier run's files stop the run (`overwrite` false) or are deleted first
+    (rank 0; every rank must call)."""
+    if not overwrite:
+        check_no_earlier_run(output_dir)  # every rank sees the same folder: all stop, or none
+    elif is_main_process():
+        for path in earlier_run_files(output_dir):
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    # No rank writes into the folder (rank 0's logger does at once) before every rank has
+    # looked at it, and before it is clean.
+    barrier()
+
+
 def drop_logged_after(output_dir: Path, step: int) -> None:
     """Removes from the run's `metrics.jsonl` and `completions.jsonl` the records of steps after
     `step`: a run resumed from that step logs them again. Rank 0 only."""
@@ -166,3 +214,46 @@ def drop_logged_after(output_dir: Path, step: int) -> None:
         partial = path.with_name(path.name + ".partial")
         partial.write_text("".join(kept), encoding="utf-8")
         partial.replace(path)
+
+
+@contextmanager
+def stop_after_the_step_on_interrupt() -> Iterator[Callable[[], bool]]:
+    """Ctrl-C lets the step in flight finish; the training loop then saves a checkpoint of it
+    and stops (`save_then_stop`), so that --resume continues exactly as if the run had not
+    stopped: a step cut in the middle would leave its weights half-updated and its data
+    consumed. A second Ctrl-C stops at once, without saving. Yields a function: whether Ctrl-C
+    was pressed.
+
+    Not under torchrun (nor off the main thread): a save is a collective, and ranks interrupted
+    at different steps would wait on each other forever (set run.save_every there)."""
+    pressed = [False]
+    if world_size() > 1 or threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+
+    def on_ctrl_c(signum: int, frame: Any) -> None:
+        if pressed[0]:
+            raise KeyboardInterrupt
+        pressed[0] = True
+        print("\ninterrupted: finishing this step, then saving a checkpoint (Ctrl-C again to stop now)",
+              file=sys.stderr)
+
+    previous = signal.signal(signal.SIGINT, on_ctrl_c)
+    try:
+        yield lambda: pressed[0]
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def save_then_stop(saved: Path | None, save: Callable[[], Path | None]) -> NoReturn:
+    """After Ctrl-C: `save()`s this step's checkpoint unless it was just `saved`, with Ctrl-C
+    ignored meanwhile (a half-written checkpoint helps nobody), says where, and stops the run
+    (KeyboardInterrupt)."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        saved = saved or save()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if saved is not None:
+        print(f"\ninterrupted: saved {saved} (continue with --resume)", file=sys.stderr)
+    raise KeyboardInterrupt

@@ -16,9 +16,6 @@ from __future__ import annotations
 
 import copy
 import random
-import signal
-import sys
-import threading
 import time
 from collections.abc import Sequence
 from contextlib import contextmanager, nullcontext
@@ -31,7 +28,7 @@ import torch
 from transformers import DynamicCache
 
 from reasonrl.advantages import Estimator, compute_advantages, filter_groups
-from reasonrl.config import ConfigError, StageConfig
+from reasonrl.config import ConfigError, StageConfig, expect_stage
 from reasonrl.data import Example, PromptTemplate, get_template
 from reasonrl.errors import ReasonRLError, TrainingError
 from reasonrl.evaluation import EvalResult, score_samples
@@ -39,7 +36,16 @@ from reasonrl.kernels import grpo_loss, linear_grpo_loss, linear_token_logprobs,
 from reasonrl.rewards import RewardScores, RewardSpec
 from reasonrl.rollout import HFRollout, RolloutBackend, Rollouts, SamplingParams
 from reasonrl.rollout.hf import cache_kwarg
-from reasonrl.trainer.checkpoint import drop_logged_after, latest_checkpoint, load_model_weights, load_trainer_state, save_checkpoint
+from reasonrl.trainer.checkpoint import (
+    drop_logged_after,
+    latest_checkpoint,
+    load_model_weights,
+    load_trainer_state,
+    save_checkpoint,
+    save_then_stop,
+    start_fresh,
+    stop_after_the_step_on_interrupt,
+)
 from reasonrl.trainer.distributed import (
     all_ranks_true,
     all_reduce,
@@ -57,7 +63,7 @@ from reasonrl.trainer.distributed import (
     wrap_policy,
 )
 from reasonrl.trainer.importance import sampler_mismatch, tis_weights
-from reasonrl.trainer.logging import RunLogger
+from reasonrl.trainer.logging import RunLogger, logged_at
 from reasonrl.trainer.models import checkpoints_activations
 from reasonrl.trainer.optim import build_optimizer
 
@@ -323,7 +329,7 @@ class GRPOTrainer:
         ref_model: Any = None,
         template: PromptTemplate | None = None,
     ) -> None:
-        self.config = config
+        self.config = expect_stage(config, "grpo", "GRPOTrainer")
         self.tokenizer = tokenizer
         # Where this rank computes; read before wrapping (FSDP's CPU offload moves the shards).
         self.device = next(model.parameters()).device
@@ -864,17 +870,22 @@ class GRPOTrainer:
         torch.manual_seed(run.seed + rank())
         if resume:
             resumed = self.resume()
+            if not resumed:  # what a run that saved nothing logged is logged again from step 0
+                drop_logged_after(self.output_dir, 0)
             if is_main_process():
                 print(f"resumed at step {self.step} in {self.output_dir}" if resumed
                       else f"--resume: no checkpoint in {self.output_dir}; starting from step 0")
+        else:
+            start_fresh(self.output_dir, overwrite=run.overwrite)
         self.model.train()
+        first_step = self.step
         history: dict[str, Any] = {}
         last_eval: tuple[int, EvalResult] | None = None  # (step, result) of the latest evaluation
         with RunLogger(
             self.output_dir, stage=self.config.name or "grpo", total_steps=run.steps,
             tensorboard=run.tensorboard, wandb_project=run.wandb_project, progress_bar=run.progress_bar,
             config=self.config.to_dict(),
-        ) as logger, _stop_after_the_step_on_interrupt() as interrupted:
+        ) as logger, stop_after_the_step_on_interrupt() as interrupted:
             while self.step < run.steps:
                 metrics = self.train_step()
                 self.step += 1
@@ -889,20 +900,23 @@ class GRPOTrainer:
                     saved = self.save(self.output_dir / f"checkpoint-{self.step}")
                 history = metrics
                 if interrupted():
-                    with _signal_ignored(signal.SIGINT):  # a half-written checkpoint helps nobody
-                        saved = saved or self.save(self.output_dir / f"checkpoint-{self.step}")
-                    if saved is not None:
-                        print(f"\ninterrupted: saved {saved} (continue with --resume)", file=sys.stderr)
-                    raise KeyboardInterrupt
-            final_eval = None
+                    save_then_stop(saved, lambda: self.save(self.output_dir / f"checkpoint-{self.step}"))
+            final_eval: dict[str, Any] | None = None
+            logged = logged_at(self.output_dir, self.step) if self.step == first_step else []
+            if self.step == first_step:  # a finished run resumed: no step ran, what it logged stands
+                history = next((r for r in reversed(logged) if "reward/total" in r), history)
             if self.eval_examples:
+                logged_eval = {k.removeprefix("eval/"): v for r in logged for k, v in r.items() if k.startswith("eval/")}
                 if last_eval is not None and last_eval[0] == self.step:
-                    final_eval = last_eval[1]  # the last step was just evaluated (and logged)
+                    final_eval = last_eval[1].summary  # the last step was just evaluated (and logged)
+                elif logged_eval:
+                    final_eval = logged_eval
                 else:
-                    final_eval = self.evaluate()
-                    logger.log(self.step, final_eval.metrics())
+                    result = self.evaluate()
+                    logger.log(self.step, result.metrics())
+                    final_eval = result.summary
         self.save(self.output_dir / "final")
-        return {"train": history, "eval": final_eval.summary if final_eval is not None else None}
+        return {"train": history, "eval": final_eval}
 
 
 def _check_fused_head(model: Any, strategy: str) -> None:
@@ -926,43 +940,6 @@ def _check_fused_head(model: Any, strategy: str) -> None:
                 f"algorithm.fused_lm_head: the model transforms its logits ({name} = {value}), "
                 "which the fused loss does not; turn fused_lm_head off"
             )
-
-
-@contextmanager
-def _stop_after_the_step_on_interrupt() -> Iterator[Any]:
-    """Ctrl-C lets the step in flight finish; the loop then saves a checkpoint of it and stops
-    (KeyboardInterrupt), so that --resume continues exactly as if the run had not stopped: a
-    step cut in the middle would leave its weights half-updated and its prompts consumed. A
-    second Ctrl-C stops at once, without saving. Yields a function: whether Ctrl-C was pressed.
-
-    Not under torchrun (nor off the main thread): a save is a collective, and ranks interrupted
-    at different steps would wait on each other forever (set run.save_every there)."""
-    pressed = [False]
-    if world_size() > 1 or threading.current_thread() is not threading.main_thread():
-        yield lambda: False
-        return
-
-    def on_ctrl_c(signum: int, frame: Any) -> None:
-        if pressed[0]:
-            raise KeyboardInterrupt
-        pressed[0] = True
-        print("\ninterrupted: finishing this step, then saving a checkpoint (Ctrl-C again to stop now)",
-              file=sys.stderr)
-
-    previous = signal.signal(signal.SIGINT, on_ctrl_c)
-    try:
-        yield lambda: pressed[0]
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-@contextmanager
-def _signal_ignored(signum: int) -> Iterator[None]:
-    previous = signal.signal(signum, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signum, previous)
 
 
 def evaluate_policy(

@@ -17,6 +17,15 @@ import yaml
 from reasonrl.trainer.distributed import is_main_process
 
 
+def logged_at(output_dir: str | Path, step: int) -> list[dict[str, Any]]:
+    """The records `metrics.jsonl` in `output_dir` holds for `step` (none if it does not exist)."""
+    path = Path(output_dir) / "metrics.jsonl"
+    if not path.exists():
+        return []
+    records = (json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+    return [record for record in records if record.get("step") == step]
+
+
 class RunLogger:
     def __init__(
         self,

@@ -2,8 +2,10 @@
 //!
 //! Where the answer is looked for, first hit wins:
 //! 1. the last `<answer>…</answer>` block; 2. the last `\boxed{…}`; 3. the text after the last
-//!    "answer is" / "answer:" (case-insensitive), to the end of that line;
-//! 4. the last standalone `(X)` in the completion.
+//!    "answer is" / "answer:" / "option is" / "choice is" (case-insensitive), to the end of that
+//!    line; 4. the completion itself when it opens with the option and nothing else (`B`,
+//!    `**B**`, `B) 42`, `B: 42` — what a base model asked for a letter writes), or is the
+//!    option's text; 5. the last standalone `(X)` in the completion.
 //!
 //! A candidate names option k when it is the letter itself (`B`, `(B)`, `B.`, `B)`, `**B**`,
 //! `\text{B}`, `B) text…`), or when it equals the option's text (case and spacing ignored).
@@ -11,7 +13,7 @@
 use super::format::answer_block;
 use crate::math::extract::last_boxed;
 
-const PHRASES: [&str; 2] = ["answer is", "answer:"];
+const PHRASES: [&str; 4] = ["answer is", "answer:", "option is", "choice is"];
 
 /// The 0-based index of the chosen option, if one can be read off.
 pub fn chosen_option(completion: &str, choices: &[String]) -> Option<usize> {
@@ -26,7 +28,27 @@ pub fn chosen_option(completion: &str, choices: &[String]) -> Option<usize> {
             return Some(k);
         }
     }
-    last_parenthesised_letter(completion, n)
+    bare_option(completion, choices).or_else(|| last_parenthesised_letter(completion, n))
+}
+
+/// The option a completion opens with when it is nothing but that option: the letter alone or
+/// followed by `.`, `)` or `:` (`B`, `**B**`, `(B)`, `B.`, `B) 42`, `B: 42`), or the option's
+/// text. Stricter than a candidate after "answer is": a letter and a space starts a sentence
+/// ("A good start is …"), not an answer.
+fn bare_option(completion: &str, choices: &[String]) -> Option<usize> {
+    let cleaned = clean(completion);
+    let mut chars = cleaned.chars();
+    let first = chars.next()?;
+    let rest = chars.as_str();
+    let k = (first as usize).wrapping_sub('A' as usize);
+    if first.is_ascii_uppercase()
+        && k < choices.len()
+        && (rest.is_empty() || rest.starts_with(['.', ')', ':']))
+    {
+        return Some(k);
+    }
+    let wanted = normalise_text(&cleaned);
+    choices.iter().position(|choice| !wanted.is_empty() && normalise_text(choice) == wanted)
 }
 
 /// 1.0 when the chosen option is `gold`, else 0.0 (also when no option can be read off).
@@ -145,6 +167,29 @@ mod tests {
         assert_eq!(chosen_option("no idea", &c), None);
         assert_eq!(choice_accuracy("<answer>A</answer>", &c, 1), 0.0);
         assert_eq!(choice_accuracy("<answer>B</answer>", &c, 1), 1.0);
+    }
+
+    #[test]
+    fn reads_a_completion_that_is_only_the_option() {
+        let c = choices();
+        for text in [
+            "B",
+            " B",
+            "B\n",
+            "**B**",
+            "(B)",
+            "B.",
+            "B) 5",
+            "B: 5\nbecause 2 + 3 = 5",
+            "The correct option is B: 5.",
+        ] {
+            assert_eq!(chosen_option(text, &c), Some(1), "{text:?}");
+        }
+        assert_eq!(chosen_option("Paris", &c), Some(2));
+        // A sentence that starts with a letter is not an answer; a letter past the options is none.
+        assert_eq!(chosen_option("A good start is to add them.", &c), None);
+        assert_eq!(chosen_option("E", &c), None);
+        assert_eq!(chosen_option("Because", &c), None);
     }
 
     #[test]

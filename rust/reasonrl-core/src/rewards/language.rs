@@ -5,7 +5,8 @@
 //! same: a word is a run of letters of one script, except that every Han / kana / Hangul
 //! character counts as a word of its own (those scripts do not separate words with spaces).
 //! Math is not language: `$…$`, `\(…\)`, `\[…\]` spans and `\commands` are skipped. A chain of
-//! thought with no words at all scores 1.0 (nothing in it is in the wrong language).
+//! thought with no words but math or numbers scores 1.0 (nothing in it is in the wrong
+//! language); an empty one scores 0.0, so that writing nothing never earns the reward.
 
 use crate::error::{Error, Result};
 
@@ -141,7 +142,9 @@ fn count_words(text: &str, target: Script) -> (usize, usize) {
 /// The share of words in `text` written in `target`'s script, in [0, 1].
 pub fn language_consistency(text: &str, target: Script) -> f64 {
     let (in_target, total) = count_words(text, target);
-    if total == 0 {
+    if text.trim().is_empty() {
+        0.0
+    } else if total == 0 {
         1.0
     } else {
         in_target as f64 / total as f64
@@ -167,6 +170,10 @@ mod tests {
         let text = "我们计算 $\\frac{a}{b} + x$ 和 \\sqrt{2}";
         assert_eq!(language_consistency(text, Script::Cjk), 1.0);
         assert_eq!(language_consistency("$x + y$", Script::Cjk), 1.0);
+        assert_eq!(language_consistency("2 + 3 = 5", Script::Latin), 1.0);
+        // Nothing written is nothing in the target language.
+        assert_eq!(language_consistency("", Script::Latin), 0.0);
+        assert_eq!(language_consistency(" \n\t", Script::Cjk), 0.0);
         // An unclosed dollar is a price, and the words after it still count.
         // "it", "costs", "and" + two Han characters.
         assert_eq!(language_consistency("it costs $5 and 然后", Script::Latin), 3.0 / 5.0);
