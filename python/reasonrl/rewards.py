@@ -363,18 +363,18 @@ class RewardSpec:
     @staticmethod
     def _python_values(name: str, values: Any, n: int) -> list[float]:
         if isinstance(values, (str, bytes)):
-            raise InvalidInputError(f"invalid `external`: reward function {name!r} returned a string, not a list of numbers")
+            raise InvalidInputError(f"invalid reward function: {name!r} returned a string, not a list of numbers")
         try:
             out = [float("nan") if v is None else float(v) for v in values]
         except (TypeError, ValueError, OverflowError) as error:
             raise InvalidInputError(
-                f"invalid `external`: reward function {name!r} returned a non-number ({error})"
+                f"invalid reward function: {name!r} returned a non-number ({error})"
             ) from None
         if any(math.isinf(v) for v in out):  # None / NaN is "no reward"; ±inf would poison the group
-            raise InvalidInputError(f"invalid `external`: reward function {name!r} returned an infinite reward")
+            raise InvalidInputError(f"invalid reward function: {name!r} returned an infinite reward")
         if len(out) != n:
             raise InvalidInputError(
-                f"invalid `external`: reward function {name!r} returned {len(out)} values for {n} completions"
+                f"invalid reward function: {name!r} returned {len(out)} values for {n} completions"
             )
         return out
 
