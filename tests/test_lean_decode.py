@@ -105,6 +105,14 @@ def test_rows_leaving_the_batch_keep_the_other_rows_exact(drops):
     torch.testing.assert_close(lean[computed], reference[computed], rtol=1e-5, atol=1e-5)
 
 
+def decoder_for(model) -> LeanDecoder:
+    """A decoder for one 3-token prompt, one row, 2 new tokens (to look at its weights)."""
+    cache = DynamicCache(config=model.config)
+    with torch.no_grad():
+        model(input_ids=torch.ones(1, 3, dtype=torch.long), cache=cache, use_cache=True)
+    return LeanDecoder(model, cache, 1, None, 2)
+
+
 @pytest.mark.parametrize("arch", ["qwen2-gqa", "qwen3-qk-norm"])
 @pytest.mark.parametrize("room", ["none", "qkv-only"])
 def test_a_model_too_big_for_the_folded_copies_keeps_its_own_linears(monkeypatch, arch, room):
@@ -115,10 +123,7 @@ def test_a_model_too_big_for_the_folded_copies_keeps_its_own_linears(monkeypatch
     monkeypatch.setattr("reasonrl.rollout.lean.FUSED_COPY_LIMIT", 0 if room == "none" else qkv_bytes)
     lean, reference, _ = lean_and_forward_logits(model)
     torch.testing.assert_close(lean, reference, rtol=1e-5, atol=1e-5)
-    cache = DynamicCache(config=model.config)
-    with torch.no_grad():
-        model(input_ids=torch.ones(1, 3, dtype=torch.long), cache=cache, use_cache=True)
-    decoder = LeanDecoder(model, cache, 1, None, 2)
+    decoder = decoder_for(model)
     assert (decoder.fused, decoder.fused_mlp) == (room == "qkv-only", False)
     assert all(layer.gate_up_weight is None for layer in decoder.layers)
     assert all((layer.qkv_weight is not None) == (room == "qkv-only") for layer in decoder.layers)
@@ -129,10 +134,7 @@ def test_folded_copies_leave_the_model_as_it_was():
     before = {name: p.clone() for name, p in model.state_dict().items()}
     lean, reference, _ = lean_and_forward_logits(model)
     torch.testing.assert_close(lean, reference, rtol=1e-5, atol=1e-5)
-    cache = DynamicCache(config=model.config)
-    with torch.no_grad():
-        model(input_ids=torch.ones(1, 3, dtype=torch.long), cache=cache, use_cache=True)
-    decoder = LeanDecoder(model, cache, 1, None, 2)
+    decoder = decoder_for(model)
     assert decoder.fused and decoder.fused_mlp
     # q, k, their rotation rows, v: (4 + 2 + 4 + 2 + 2) heads of 12.
     assert decoder.layers[0].qkv_weight.shape == (14 * 12, 48)

@@ -200,6 +200,22 @@ def start_fresh(output_dir: Path, *, overwrite: bool) -> None:
     barrier()
 
 
+def resume_or_start_fresh(trainer: Any, *, resume: bool, overwrite: bool) -> None:
+    """The start of a trainer's `train`: with `resume`, `trainer.resume()` from the latest
+    checkpoint in `trainer.output_dir` (saying where, or that there was none: then what a run
+    that saved nothing logged is dropped, it is logged again from step 0); without, a clean
+    output folder (`start_fresh`)."""
+    if not resume:
+        start_fresh(trainer.output_dir, overwrite=overwrite)
+        return
+    resumed = trainer.resume()
+    if not resumed:
+        drop_logged_after(trainer.output_dir, 0)
+    if is_main_process():
+        print(f"resumed at step {trainer.step} in {trainer.output_dir}" if resumed
+              else f"--resume: no checkpoint in {trainer.output_dir}; starting from step 0")
+
+
 def drop_logged_after(output_dir: Path, step: int) -> None:
     """Removes from the run's `metrics.jsonl` and `completions.jsonl` the records of steps after
     `step`: a run resumed from that step logs them again. Rank 0 only."""

@@ -42,8 +42,8 @@ from reasonrl.trainer.checkpoint import (
     load_model_weights,
     load_trainer_state,
     save_checkpoint,
+    resume_or_start_fresh,
     save_then_stop,
-    start_fresh,
     stop_after_the_step_on_interrupt,
 )
 from reasonrl.trainer.distributed import (
@@ -53,7 +53,6 @@ from reasonrl.trainer.distributed import (
     gather_objects,
     gathered_weights,
     gradient_sync,
-    is_main_process,
     mean_across_ranks,
     rank,
     resolve_strategy,
@@ -868,15 +867,7 @@ class GRPOTrainer:
         """Runs `run.steps` steps; returns the final metrics and evaluation."""
         run = self.config.run
         torch.manual_seed(run.seed + rank())
-        if resume:
-            resumed = self.resume()
-            if not resumed:  # what a run that saved nothing logged is logged again from step 0
-                drop_logged_after(self.output_dir, 0)
-            if is_main_process():
-                print(f"resumed at step {self.step} in {self.output_dir}" if resumed
-                      else f"--resume: no checkpoint in {self.output_dir}; starting from step 0")
-        else:
-            start_fresh(self.output_dir, overwrite=run.overwrite)
+        resume_or_start_fresh(self, resume=resume, overwrite=run.overwrite)
         self.model.train()
         first_step = self.step
         history: dict[str, Any] = {}

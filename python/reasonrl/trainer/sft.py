@@ -25,15 +25,14 @@ from reasonrl.trainer.checkpoint import (
     load_model_weights,
     load_trainer_state,
     save_checkpoint,
+    resume_or_start_fresh,
     save_then_stop,
-    start_fresh,
     stop_after_the_step_on_interrupt,
 )
 from reasonrl.trainer.distributed import (
     all_reduce,
     clip_grad_norm,
     gradient_sync,
-    is_main_process,
     mean_across_ranks,
     rank,
     world_size,
@@ -182,15 +181,7 @@ class SFTTrainer:
     def train(self, *, resume: bool = False) -> dict[str, Any]:
         run, sft = self.config.run, self.config.sft
         torch.manual_seed(run.seed + rank())
-        if resume:
-            resumed = self.resume()
-            if not resumed:  # what a run that saved nothing logged is logged again from step 0
-                drop_logged_after(self.output_dir, 0)
-            if is_main_process():
-                print(f"resumed at step {self.step} in {self.output_dir}" if resumed
-                      else f"--resume: no checkpoint in {self.output_dir}; starting from step 0")
-        else:
-            start_fresh(self.output_dir, overwrite=run.overwrite)
+        resume_or_start_fresh(self, resume=resume, overwrite=run.overwrite)
         self.model.train()
         nonfinite_in_a_row = 0
         last: dict[str, float] = {}
