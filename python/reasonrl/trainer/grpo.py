@@ -41,8 +41,8 @@ from reasonrl.trainer.checkpoint import (
     latest_checkpoint,
     load_model_weights,
     load_trainer_state,
-    save_checkpoint,
     resume_or_start_fresh,
+    save_checkpoint,
     save_then_stop,
     stop_after_the_step_on_interrupt,
 )
@@ -893,8 +893,9 @@ class GRPOTrainer:
                 if interrupted():
                     save_then_stop(saved, lambda: self.save(self.output_dir / f"checkpoint-{self.step}"))
             final_eval: dict[str, Any] | None = None
-            logged = logged_at(self.output_dir, self.step) if self.step == first_step else []
+            logged: list[dict[str, Any]] = []
             if self.step == first_step:  # a finished run resumed: no step ran, what it logged stands
+                logged = logged_at(self.output_dir, self.step)
                 history = next((r for r in reversed(logged) if "reward/total" in r), history)
             if self.eval_examples:
                 logged_eval = {k.removeprefix("eval/"): v for r in logged for k, v in r.items() if k.startswith("eval/")}

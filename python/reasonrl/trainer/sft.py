@@ -24,8 +24,8 @@ from reasonrl.trainer.checkpoint import (
     latest_checkpoint,
     load_model_weights,
     load_trainer_state,
-    save_checkpoint,
     resume_or_start_fresh,
+    save_checkpoint,
     save_then_stop,
     stop_after_the_step_on_interrupt,
 )
