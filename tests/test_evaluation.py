@@ -227,9 +227,14 @@ def test_code_problems_go_through_run_tests(monkeypatch: pytest.MonkeyPatch) -> 
     completions = [["    return 1\n", "```python\ndef f():\n    return 2\n```"]]
     result = score_samples([example], completions, [[3, 9]])
     assert result.records[0].correct == [True, False]
-    assert seen[0] == ("import math\n\ndef f():\n    return 1\n", ["assert f() == 1"])
-    assert seen[1][0] == "import math\n\ndef f():\n    return 2\n"
+    # MBPP's setup code runs after the program, before the tests: it may use what the program
+    # defines (MBPP 367 and 927 build trees of the solution's Node class).
+    assert seen[0] == ("def f():\n    return 1\n\nimport math\n", ["assert f() == 1"])
+    assert seen[1][0] == "def f():\n    return 2\n\nimport math\n"
     assert "maj@" not in json.dumps(result.records[0].scores)
+    with_k = score_samples([example], completions, [[3, 9]], ks=(1, 2))
+    assert with_k["maj@2"] is None
+    assert "note: maj@k leaves out the 1 code problem(s): programs have no final answer to vote on" in with_k.table()
 
 
 def test_code_program_reads_the_answer_block() -> None:
@@ -290,3 +295,17 @@ def test_humaneval_and_mbpp_with_the_real_code_runner(data_dir: Path) -> None:
     result = score_samples(humaneval + mbpp, completions, [[1, 1]] * 4, ks=(1, 2))
     assert [r.correct for r in result.records] == [[True, False]] * 4
     assert result["pass@1"] == 0.5 and result["pass@2"] == 1.0
+
+
+def test_majority_of_multiple_choice_samples_is_over_the_options_chosen() -> None:
+    """Three of five samples choose C, in three ways of writing it: maj@5 is C, right; the two
+    samples that wrote A are the largest group of equal math answers, which must not win."""
+    example = Example("q1", "Colour of the sky?", choices=("red", "green", "blue", "black"), gold_choice=2)
+    samples = ["The answer is A.", "The answer is A.", "The answer is blue.", "The answer is C.", "The answer is (C) blue."]
+    result = score_samples([example], [samples], [[5] * 5], ks=[1, 3, 5])
+    record = result.records[0]
+    assert record.correct == [False, False, True, True, True]
+    assert record.majority == "C" and record.scores["maj@5"] == 1.0
+    assert record.scores["maj@3"] == 0.0  # A, A, blue: A leads
+    undecided = score_samples([example], [["no idea", "maybe", "(D)"]], [[2] * 3], ks=[1, 3])
+    assert undecided.records[0].majority == "D" and undecided.records[0].scores["maj@3"] == 0.0

@@ -38,9 +38,9 @@ def write_metrics(run_dir: Path) -> None:
             "entropy": 1.2 - step / 100,
             "grad_norm": float("nan"),
         }
-        if step % 10 == 0:
-            record |= {"eval/pass@1": 0.3 + step / 200, "eval/mean_tokens": 260 - step}
         lines.append(record)
+        if step % 10 == 0:  # the trainer logs an evaluation on a line of its own, at the same step
+            lines.append({"step": step, "stage": "grpo", "eval/pass@1": 0.3 + step / 200, "eval/mean_tokens": 260 - step})
     (run_dir / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in lines) + "\n", encoding="utf-8")
 
 
@@ -53,7 +53,7 @@ def test_report_writes_plots_and_markdown(tmp_path: Path) -> None:
     report = write_report(tmp_path, title="Tiny R1-Zero run", summary=summary)
     assert report == tmp_path / "report.md"
 
-    names = {"reward", "accuracy", "response_length", "kl", "entropy"}
+    names = {"loss", "reward", "accuracy", "response_length", "kl", "entropy"}
     assert {p.stem for p in (tmp_path / "plots").glob("*.png")} == names
     for name in names:
         data = (tmp_path / "plots" / f"{name}.png").read_bytes()

@@ -38,6 +38,9 @@ def score_rewards(
     external: Sequence[tuple[str, Sequence[float]]] | None = None,
     threads: int | None = None,
 ) -> tuple[np.ndarray[Any, np.dtype[np.float64]], np.ndarray[Any, np.dtype[np.float64]]]: ...
+def chosen_options(
+    completions: Sequence[str], choices: Sequence[Sequence[str]], *, threads: int | None = None
+) -> list[int | None]: ...
 def math_extract_answer(text: str) -> str | None: ...
 def math_verify(
     gold: str, pred: str, *, timeout_s: float = 1.0, rel_tol: float = 1e-6

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -110,10 +111,15 @@ def _eval(args: argparse.Namespace) -> int:
                           "drop --greedy to sample them")
     if args.json:
         # Before the evaluation, not after it: a folder that cannot be made loses no results.
+        target = Path(args.json)
+        if target.is_dir():
+            raise ConfigError(f"--json: {args.json} is a folder; give a file name, such as {target / 'eval.json'}")
         try:
-            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+            target.parent.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise ConfigError(f"--json: cannot create the folder for {args.json}: {error.strerror}") from error
+        if not os.access(target.parent, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
+            raise ConfigError(f"--json: {args.json} cannot be written (permission denied)")
     # Problems with the flags are named by the flag, and found before the model loads.
     with named_by({"name_or_format": "--template", "system_prompt": "--system-prompt"}):
         template = get_template(args.template, system_prompt=args.system_prompt)
@@ -197,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--batch-size", type=_positive_int, default=32, help="prompts per generate call")
     ev.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
     ev.add_argument("--device", default="auto")
-    ev.add_argument("--json", default=None, help="also write the full result as JSON here")
+    ev.add_argument("--json", default=None, help="also write the result as JSON here: the summary and, per problem, its samples, verdicts, scores and token counts")
     ev.set_defaults(run=_eval)
 
     info = commands.add_parser("info", help="version and runtime settings")

@@ -35,6 +35,7 @@ __all__ = [
     "code_reward",
     "extract_code",
     "run_tests",
+    "submitted_program",
     "sandbox_capabilities",
 ]
 
@@ -268,26 +269,78 @@ def extract_code(text: str) -> str:
     return chosen[-1] if chosen else ""
 
 
+_ANSWER_BLOCK = re.compile(r"<answer>(.*?)(?:</answer>|$)", re.DOTALL)
+
+
+def submitted_program(
+    completion: str, *, prompt: str | None = None, entry_point: str | None = None, setup_code: str | None = None
+) -> str:
+    """The program a code completion submits: the one rule of the training reward
+    (`code_reward`, ``code_accuracy``) and of evaluation, so a policy is trained on what it is
+    measured by.
+
+    - The code is read inside the last ``<answer>`` block when there is one (a block cut off by
+      the token limit too), else in the whole completion: its last fenced block (see
+      `extract_code`), else that text as it is (a base model continuing a prompt writes bare
+      code).
+    - When `entry_point` is given and the code does not define it, the code is taken to continue
+      `prompt` (HumanEval style), which goes first.
+    - `setup_code` (MBPP's ``test_setup_code``) goes after the program, just before the tests:
+      it may use what the program defines (MBPP 367 and 927 build trees of the solution's
+      ``Node`` class).
+    """
+    answers = _ANSWER_BLOCK.findall(completion)
+    text = answers[-1] if answers else completion
+    code = extract_code(text) or text
+    if entry_point and prompt and not re.search(rf"^\s*def\s+{re.escape(entry_point)}\s*\(", code, re.MULTILINE):
+        code = prompt + code
+    if setup_code and setup_code.strip():
+        code = f"{code.rstrip()}\n\n{setup_code.strip()}\n"
+    return code
+
+
 def code_reward(
     completions: Sequence[Any], tests: Sequence[TestCases], **kwargs: Any
 ) -> list[float]:
-    """Reward = fraction of test cases passed by the last fenced code block of each completion.
+    """Reward = fraction of test cases passed by the program each completion submits (see
+    `submitted_program`: the last fenced block, inside the ``<answer>`` block when there is
+    one, else the text as it is).
 
     The signature of a TRL / open-r1 reward function: ``completions`` are strings or chat
     message lists (``[{"role": "assistant", "content": ...}]``); ``tests`` comes from the
-    dataset column of that name (see :func:`run_tests` for its forms). Keyword arguments that
-    :func:`run_tests` accepts (``timeout_s``, ``memory_mb``, ``threads``, ...) are passed on;
-    the other dataset columns TRL passes are ignored. A completion without a code block scores 0.
+    dataset column of that name (see :func:`run_tests` for its forms). The optional per-row
+    columns ``prompts``, ``entry_point`` and ``test_setup_code`` complete the program as
+    `submitted_program` says (a prompt that is a chat message list is not prepended). Keyword
+    arguments that :func:`run_tests` accepts (``timeout_s``, ``memory_mb``, ``threads``, ...)
+    are passed on; the other dataset columns TRL passes are ignored. A completion with no code
+    at all scores 0 without starting a process.
     """
     options = {
         name: kwargs[name]
         for name in ("timeout_s", "memory_mb", "max_output_mb", "threads", "interpreter")
         if name in kwargs
     }
-    for name, values in (("completions", completions), ("tests", tests)):
+    columns = {name: kwargs.get(name) for name in ("prompts", "entry_point", "test_setup_code")}
+    for name, values in (("completions", completions), ("tests", tests), *columns.items()):
         if isinstance(values, (str, bytes)):  # would be read one character per completion
             raise InvalidInputError(f"invalid `{name}`: expected a list with one entry per completion, got a string")
-    programs = [extract_code(completion_text(c, i)) for i, c in enumerate(completions)]
+        if values is not None and name in columns and len(values) != len(completions):
+            raise InvalidInputError(
+                f"invalid `{name}`: length {len(values)} does not match {len(completions)} completions"
+            )
+
+    def column(name: str, i: int) -> str | None:
+        values = columns[name]
+        value = None if values is None else values[i]
+        return value if isinstance(value, str) else None
+
+    programs = [
+        submitted_program(
+            completion_text(c, i), prompt=column("prompts", i), entry_point=column("entry_point", i),
+            setup_code=column("test_setup_code", i),
+        )
+        for i, c in enumerate(completions)
+    ]
     if len(programs) != len(tests):
         raise InvalidInputError(
             f"invalid `tests`: {len(tests)} test suites for {len(programs)} completions"

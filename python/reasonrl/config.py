@@ -178,6 +178,7 @@ class SFTOptions:
     """The cold-start stage: next-token loss on response tokens only."""
 
     epochs: int = 1
+    max_steps: int | None = None  # stop after this many optimizer steps, within the epochs; None: all of them
     batch_size: int = 8  # sequences per optimizer step (per rank)
     micro_batch_size: int | None = None  # sequences per forward/backward (gradient accumulation); None: batch_size
     max_length: int = 1024
@@ -245,6 +246,8 @@ class StageConfig:
             positive.update({"sft.epochs": self.sft.epochs, "sft.batch_size": self.sft.batch_size, "sft.max_length": self.sft.max_length})
             if self.sft.micro_batch_size is not None:
                 positive["sft.micro_batch_size"] = self.sft.micro_batch_size
+            if self.sft.max_steps is not None:
+                positive["sft.max_steps"] = self.sft.max_steps
         for key, value in positive.items():
             if value < 1:
                 raise ConfigError(f"{key}: must be >= 1, got {value}")

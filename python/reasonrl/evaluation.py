@@ -20,21 +20,22 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import math
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
+from reasonrl.code import submitted_program
 from reasonrl.data.examples import Example
 from reasonrl.errors import InvalidInputError
 from reasonrl.math import extract_answer, verify_batch
-from reasonrl.rewards import Component, RewardSpec
+from reasonrl.rewards import Component, RewardSpec, chosen_options
 
 __all__ = [
     "EvalResult",
     "ProblemRecord",
+    "code_columns",
     "code_program",
     "majority_answer",
     "majority_vote",
@@ -140,6 +141,29 @@ def running_votes(completions: Sequence[str], *, timeout_s: float = VOTE_TIMEOUT
     return out
 
 
+def running_option_votes(options: Sequence[int | None]) -> list[Vote]:
+    """`running_votes` for multiple choice: the votes are the options chosen (0-based, None for
+    a sample that chose none, which does not vote); the answer is the option's letter."""
+    votes: dict[int, int] = {}
+    first_index: dict[int, int] = {}
+    out: list[Vote] = []
+    for index, option in enumerate(options):
+        if option is not None:
+            votes[option] = votes.get(option, 0) + 1
+            first_index.setdefault(option, index)
+        if votes:
+            # Ties go to the option chosen first (dicts keep insertion order; max keeps the first).
+            winner = max(votes, key=votes.__getitem__)
+            out.append((_option_letter(winner), first_index[winner], votes[winner]))
+        else:
+            out.append((None, None, 0))
+    return out
+
+
+def _option_letter(option: int) -> str:
+    return chr(ord("A") + option) if option < 26 else str(option)
+
+
 def majority_answer(completions: Sequence[str]) -> str | None:
     """The majority final answer of ``completions`` (see :func:`majority_vote`), or ``None``."""
     return majority_vote(completions)[0]
@@ -158,7 +182,7 @@ class ProblemRecord:
     """The scores of one problem's samples.
 
     ``correct`` is ``None`` when the problem could not be scored (``note`` says why); ``scores``
-    holds this problem's ``pass@k`` and ``maj@k`` values.
+    holds this problem's ``pass@k`` and ``maj@k`` values; ``completions`` the samples' texts.
     """
 
     id: str
@@ -172,6 +196,7 @@ class ProblemRecord:
     format_ok: list[bool]
     truncated: list[bool] | None
     note: str | None = None
+    completions: list[str] = field(default_factory=list)  # the samples as generated
 
 
 @dataclass
@@ -318,6 +343,18 @@ def score_samples(
     pass_ks = sorted(k_values | {1})
     maj_ks = sorted(k for k in k_values if k >= 2)
 
+    # The option each multiple-choice sample chose, read as `choice_accuracy` reads it: their
+    # majority is over options, not over the math answers the texts hold.
+    choice_problems = [p for p, e in enumerate(examples) if e.kind == "choice" and correct[p] is not None]
+    flat_options = chosen_options(
+        [text for p in choice_problems for text in completions[p]],
+        [examples[p].choices or () for p in choice_problems for _ in completions[p]],
+        threads=threads,
+    ) if choice_problems else []
+    options_of: dict[int, list[int | None]] = {}
+    for p in choice_problems:
+        options_of[p], flat_options = flat_options[: sizes[p]], flat_options[sizes[p] :]
+
     records = []
     start = 0
     for p, example in enumerate(examples):
@@ -329,7 +366,7 @@ def score_samples(
             c = sum(verdicts)
             scores = {f"pass@{k}": pass_at_k(n, c, k) for k in pass_ks}
             if example.kind != "code":
-                votes = running_votes(completions[p])
+                votes = running_option_votes(options_of[p]) if p in options_of else running_votes(completions[p])
                 for k in maj_ks:
                     # Members of a bucket are equivalent, so the bucket's first completion
                     # stands for the majority answer: its verdict is the maj@k verdict.
@@ -348,9 +385,13 @@ def score_samples(
             format_ok=format_ok[start:start + n],
             truncated=None if truncated is None else [bool(t) for t in truncated[p]],
             note=None if verdicts is not None else "not scored: no code runner (reasonrl.code)",
+            completions=format_texts[start:start + n],
         ))
         start += n
 
+    voteless = sum(1 for r in records if r.kind == "code" and r.correct is not None)
+    if maj_ks and voteless:
+        notes.append(f"maj@k leaves out the {voteless} code problem(s): programs have no final answer to vote on")
     summary: dict[str, float | int | None] = {}
     for key in [f"pass@{k}" for k in pass_ks] + [f"maj@{k}" for k in maj_ks]:
         values = [r.scores[key] for r in records if key in r.scores]
@@ -447,30 +488,27 @@ def _passed(result: Any) -> bool:
     return bool(getattr(result, "passed", False))
 
 
-_ANSWER_BLOCK = re.compile(r"<answer>(.*?)(?:</answer>|$)", re.DOTALL)
-_CODE_FENCE = re.compile(r"```[ \t]*(?:python3?|py)?[ \t]*\n(.*?)```", re.DOTALL | re.IGNORECASE)
-
-
 def code_program(example: Example, completion: str) -> str:
-    """The program a code completion submits.
+    """The program a code completion submits for `example`: `reasonrl.code.submitted_program`
+    with the problem's prompt, entry point and setup code (MBPP's ``test_setup_code``), the rule
+    the ``code_accuracy`` reward applies in training too."""
+    return submitted_program(
+        completion, prompt=example.prompt, entry_point=example.entry_point, setup_code=_setup_code(example),
+    )
 
-    The code is the last fenced block (inside the ``<answer>`` block when there is one), else
-    that text as it is. When the problem names an entry point the code does not define, the
-    completion is taken to continue the prompt (HumanEval style) and the prompt is put first.
-    Setup code the data set gives (MBPP's ``test_setup_code``) goes before everything.
-    """
-    answers = _ANSWER_BLOCK.findall(completion)
-    text = answers[-1] if answers else completion
-    blocks = _CODE_FENCE.findall(text)
-    code = blocks[-1] if blocks else text
-    if example.entry_point and not re.search(
-        rf"^\s*def\s+{re.escape(example.entry_point)}\s*\(", code, re.MULTILINE
-    ):
-        code = example.prompt + code
+
+def code_columns(examples: Sequence[Example]) -> dict[str, list[str | None]]:
+    """The per-row columns the ``code_accuracy`` reward completes programs with (besides the
+    prompts), for `RewardSpec.score`: ``entry_point`` and ``test_setup_code``."""
+    return {
+        "entry_point": [e.entry_point for e in examples],
+        "test_setup_code": [_setup_code(e) for e in examples],
+    }
+
+
+def _setup_code(example: Example) -> str | None:
     setup = example.meta.get("test_setup_code")
-    if isinstance(setup, str) and setup.strip():
-        code = f"{setup.rstrip()}\n\n{code}"
-    return code
+    return setup if isinstance(setup, str) else None
 
 
 def _test_code(example: Example) -> str | list[str]:

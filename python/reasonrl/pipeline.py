@@ -11,12 +11,15 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from reasonrl.config import PipelineConfig, StageConfig
 from reasonrl.data import get_template, load_examples
-from reasonrl.errors import ConfigError, named_by
+from reasonrl.errors import ConfigError, ReasonRLError, named_by
 from reasonrl.report import write_report
 
 
@@ -30,11 +33,16 @@ def load_stage_data(config: StageConfig) -> tuple[list[Any], list[Any]]:
     )
     if not train:
         raise ConfigError(f"data.train: {d.train} holds no examples")
-    heldout = _loaded(
+    return train, load_heldout(config)
+
+
+def load_heldout(config: StageConfig) -> list[Any]:
+    """The stage's held-out examples (`data.eval`; none when it is not set)."""
+    d = config.data
+    return _loaded(
         {"source": "data.eval", "split": "data.eval_split", "fields": "data.fields", "format": "data.format"},
         d.eval, format=d.format, fields=d.fields or None, split=d.eval_split, limit=d.eval_limit,
     ) if d.eval else []
-    return train, heldout
 
 
 def _loaded(names: dict[str, str], source: str, **options: Any) -> list[Any]:
@@ -66,11 +74,14 @@ def check_machine(config: StageConfig) -> None:
             )
 
 
-def run_stage(config: StageConfig, *, resume: bool = False) -> dict[str, Any]:
+def run_stage(
+    config: StageConfig, *, resume: bool = False, data: tuple[list[Any], list[Any]] | None = None
+) -> dict[str, Any]:
     """Loads the model and data of one stage and trains it; returns its summary.
 
     The model is saved to ``<run.output_dir>/final`` in Hugging Face format, the report (plots and
-    a markdown summary) to ``<run.output_dir>/report.md``.
+    a markdown summary) to ``<run.output_dir>/report.md``. `data`: the stage's (train, held-out)
+    examples when already loaded (`load_stage_data`).
     """
     # Imported here: a config error should surface before torch and transformers load.
     from reasonrl.trainer.checkpoint import check_no_earlier_run
@@ -83,7 +94,7 @@ def run_stage(config: StageConfig, *, resume: bool = False) -> dict[str, Any]:
     if not resume and not config.run.overwrite:
         check_no_earlier_run(Path(config.run.output_dir))  # the trainer checks again; this is before any download
     init_distributed(config.distributed.backend)  # a no-op outside torchrun
-    train, heldout = load_stage_data(config)
+    train, heldout = data if data is not None else load_stage_data(config)
     model, tokenizer = load_model_and_tokenizer(config.model)
     template = get_template(config.data.template, system_prompt=config.data.system_prompt)
     if config.kind == "sft":
@@ -111,41 +122,78 @@ def finished_stage(stage: StageConfig) -> bool:
     return stage.kind == "sft" or checkpoint_step(final) >= stage.run.steps
 
 
-def _last_logged(stage_dir: Path) -> dict[str, Any]:
-    """The last metrics a finished stage logged (what its summary showed)."""
+def _finished_summary(stage_dir: Path) -> dict[str, Any]:
+    """The summary `run_stage` returned for a stage that finished earlier, from what it logged at
+    its last step: the training metrics and, for a GRPO stage, the evaluation."""
+    from reasonrl.trainer.logging import logged_at
+
     path = stage_dir / "metrics.jsonl"
     lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
-    return json.loads(lines[-1]) if lines else {}
+    steps = [json.loads(line).get("step", 0) for line in lines if line.strip()]
+    records = logged_at(stage_dir, max(steps)) if steps else []
+    logged: dict[str, Any] = next((r for r in reversed(records) if "reward/total" in r or "loss" in r), {})
+    train = {k: v for k, v in logged.items() if k not in ("step", "stage", "time") and not k.startswith("eval/")}
+    evaluation = {k.removeprefix("eval/"): v for r in records for k, v in r.items() if k.startswith("eval/")}
+    return {"train": train, "eval": evaluation or None}
+
+
+@contextmanager
+def _stage_errors(index: int) -> Iterator[None]:
+    """Errors about stage `index` named as `stages[index].key: …`, the way the config's are."""
+    try:
+        yield
+    except ReasonRLError as error:
+        message = str(error)
+        keyed = re.match(r"[a-z_]+(\.[a-z_]+)*: ", message)
+        raise type(error)(f"stages[{index}].{message}" if keyed else f"stages[{index}]: {message}") from None
 
 
 def run_pipeline(pipeline: PipelineConfig, *, resume: bool = False) -> list[dict[str, Any]]:
     """Runs the stages in order; stage k > 0 starts from stage k − 1's final model. With
     `resume`, a finished stage is not run again (the next starts from its final model) and an
-    unfinished one continues from its latest checkpoint."""
+    unfinished one continues from its latest checkpoint.
+
+    Before the first stage trains, every stage to run is checked as `run_stage` would check it
+    (the machine, an earlier run in its folder, and its data, loaded here), so that a mistake in
+    a later stage stops the pipeline before hours of training, not after."""
+    from reasonrl.trainer.checkpoint import check_no_earlier_run
     from reasonrl.trainer.distributed import is_main_process
 
     root = Path(pipeline.output_dir)
-    summaries: list[dict[str, Any]] = []
-    previous_model: str | None = None
+    stages: list[StageConfig] = []
     for index, stage in enumerate(pipeline.stages):
         name = stage.name or f"stage{index}-{stage.kind}"
-        stage = dataclasses.replace(
+        previous_model = str(Path(stages[-1].run.output_dir) / "final") if stages else stage.model.name_or_path
+        stages.append(dataclasses.replace(
             stage,
             name=name,
             run=dataclasses.replace(stage.run, output_dir=str(root / name)),
-            model=dataclasses.replace(stage.model, name_or_path=previous_model or stage.model.name_or_path),
-        )
+            model=dataclasses.replace(stage.model, name_or_path=previous_model),
+        ))
+    finished = [resume and finished_stage(stage) for stage in stages]
+    data: list[tuple[list[Any], list[Any]] | None] = []
+    for index, stage in enumerate(stages):
+        if finished[index]:
+            data.append(None)
+            continue
+        with _stage_errors(index):
+            check_machine(stage)
+            if not resume and not stage.run.overwrite:
+                check_no_earlier_run(Path(stage.run.output_dir))
+            data.append(load_stage_data(stage))
+
+    summaries: list[dict[str, Any]] = []
+    for index, stage in enumerate(stages):
         summary: dict[str, Any]
-        if resume and finished_stage(stage):
+        if finished[index]:
             final = Path(stage.run.output_dir) / "final"
             if is_main_process():
-                print(f"--resume: stage {name} finished earlier ({final}); not run again")
-            summary = {"train": _last_logged(Path(stage.run.output_dir)), "model": str(final), "resumed": "finished"}
+                print(f"--resume: stage {stage.name} finished earlier ({final}); not run again")
+            summary = {**_finished_summary(Path(stage.run.output_dir)), "model": str(final), "resumed": "finished"}
         else:
-            summary = run_stage(stage, resume=resume)
-        summary["stage"] = name
+            summary = run_stage(stage, resume=resume, data=data[index])
+        summary["stage"] = stage.name
         summaries.append(summary)
-        previous_model = summary["model"]
     if not is_main_process():
         return summaries
     merge_metrics([root / s["stage"] for s in summaries], root / "metrics.jsonl")

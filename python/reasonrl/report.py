@@ -39,6 +39,7 @@ class PlotSpec:
 
 
 PLOTS: tuple[PlotSpec, ...] = (
+    PlotSpec("loss", "Training loss", "loss", lambda key: key == "loss"),
     PlotSpec("reward", "Reward", "reward", lambda key: key.startswith("reward/")),
     PlotSpec(
         "accuracy",
@@ -122,7 +123,9 @@ def write_report(run_dir: Path, *, title: str, summary: Mapping[str, Any] | None
     lines = [f"# {title}", ""]
     if stages:
         spans = ", ".join(f"{s.name or 'run'} (steps {s.first_step}–{s.last_step})" for s in stages)
-        lines += [f"{len(records)} logged steps in {len(stages)} stage(s): {spans}.", ""]
+        # A step's evaluation may be logged on a line of its own: steps, not lines, are counted.
+        steps = len({(str(r.get("stage", "")), r["step"]) for r in records})
+        lines += [f"{steps} logged steps in {len(stages)} stage(s): {spans}.", ""]
     else:
         lines += ["No metrics were logged.", ""]
     table = _summary_table(summary)

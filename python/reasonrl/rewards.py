@@ -29,9 +29,13 @@ cosine_length      right answers: ``correct_short`` [1.0] at length 0 down to ``
 overlong           DAPO soft overlong punishment: 0 up to ``max_len`` [4096] − ``cache``
                    [512], a linear ramp to −1 at ``max_len``, −1 beyond.
 repetition         ``max_penalty`` [−1.0] × share of repeated word ``n``-grams [3].
-code_accuracy      share of the test cases the last fenced code block passes, run in the
-                   sandbox (``reasonrl.code``); ``timeout_s`` [5], ``memory_mb`` [512]. Needs
-                   ``tests``.
+code_accuracy      share of the test cases the submitted program passes, run in the sandbox
+                   (``reasonrl.code``): the last fenced block (in the ``<answer>`` block if
+                   any), else the text; the problem's prompt goes first when it does not
+                   define ``entry_point``, ``test_setup_code`` after it (as evaluation reads
+                   it, ``reasonrl.code.submitted_program``); ``timeout_s`` [5], ``memory_mb``
+                   [512]. Needs ``tests``; ``prompts``, ``entry_point`` and ``test_setup_code``
+                   (columns) when the data set has them.
 python             a Python function with TRL's reward signature,
                    ``fn(completions, **kwargs) -> list[float | None]`` (``is_accuracy``).
 =================  ==========================================================================
@@ -59,7 +63,7 @@ import numpy as np
 from reasonrl import _core
 from reasonrl.errors import InvalidInputError
 
-__all__ = ["Component", "RewardScores", "RewardSpec", "completion_text"]
+__all__ = ["Component", "RewardScores", "RewardSpec", "chosen_options", "completion_text"]
 
 RUST_KINDS = frozenset(
     {
@@ -167,6 +171,20 @@ def _integer_ids(group_ids: Any) -> list[int]:
     if ids.size and (ids.min() < 0 or ids.max() > np.iinfo(np.int64).max // 2):
         raise InvalidInputError(f"invalid `group_ids`: expected ids in [0, 2**62], got {ids.min()}..{ids.max()}")
     return [int(g) for g in ids.tolist()]
+
+
+def chosen_options(
+    completions: Sequence[Any], choices: Sequence[Sequence[str]], *, threads: int | None = None
+) -> list[int | None]:
+    """The 0-based option each completion chose among its own `choices`, or None where none can
+    be read off: the reading ``choice_accuracy`` scores (one GIL-free Rust call), and what a
+    majority vote over multiple-choice samples counts."""
+    if isinstance(completions, (str, bytes)):
+        raise InvalidInputError("invalid `completions`: expected a list of completions, got a single string")
+    if isinstance(choices, (str, bytes)) or any(isinstance(c, (str, bytes)) for c in choices):
+        raise InvalidInputError("invalid `choices`: each entry must be a list of options, not a string")
+    texts = [completion_text(c, i) for i, c in enumerate(completions)]
+    return _core.chosen_options(texts, [list(c) for c in choices], threads=threads)
 
 
 def completion_text(completion: Any, index: int = 0) -> str:
@@ -339,7 +357,12 @@ class RewardSpec:
                     raise InvalidInputError(f"invalid `tests`: component {c.name!r} needs `tests`")
                 from reasonrl.code import code_reward  # the sandbox; one GIL-free batch call
 
-                values = code_reward(texts, list(tests), threads=threads, **dict(c.params))
+                # The problem's prompt, entry point and setup code complete the program (see
+                # `submitted_program`), as evaluation does.
+                values = code_reward(
+                    texts, list(tests), prompts=prompts, entry_point=columns.get("entry_point"),
+                    test_setup_code=columns.get("test_setup_code"), threads=threads, **dict(c.params),
+                )
             else:
                 assert c.fn is not None
                 kwargs = dict(columns)

@@ -11,8 +11,11 @@ import warnings
 import pytest
 
 import reasonrl.code as code
-from reasonrl.code import CodeResult, code_reward, extract_code, run_tests, sandbox_capabilities
+from reasonrl.code import CodeResult, code_reward, extract_code, run_tests, sandbox_capabilities, submitted_program
+from reasonrl.data import Example
 from reasonrl.errors import InvalidInputError
+from reasonrl.evaluation import code_columns, score_samples
+from reasonrl.rewards import Component, RewardSpec
 
 ADD = "def add(a, b):\n    return a + b\n"
 ECHO_SUM = "print(sum(map(int, input().split())))\n"
@@ -108,10 +111,45 @@ def test_code_reward_accepts_strings_and_chat_messages():
     rewards = code_reward(
         [good, chat, "I cannot do this.", "```python\ndef add(a, b):\n    return a - b\n```"],
         [["assert add(1, 2) == 3", "assert add(2, 2) == 4"]] * 3 + [["assert add(1, 0) == 1", "assert add(1, 1) == 2"]],
-        prompts=["ignored"] * 4,  # other dataset columns TRL passes are ignored
+        prompts=["ignored"] * 4,  # used only with an entry point the code does not define
         timeout_s=5.0,
     )
     assert rewards == [1.0, 1.0, 0.0, 0.5]
+
+
+HUMANEVAL_PROMPT = 'def add(a, b):\n    """The sum of a and b."""\n'
+BODY = "    return a + b\n"
+
+
+def test_the_training_reward_reads_a_program_as_evaluation_does():
+    """One rule for both: a policy trained on code is measured by the rule it was rewarded by."""
+    example = Example("he/0", HUMANEVAL_PROMPT, tests="def check(f):\n    assert f(1, 2) == 3\n\ncheck(add)\n", entry_point="add")
+    forms = [
+        BODY,  # a base model continuing the prompt
+        HUMANEVAL_PROMPT + BODY,
+        f"```python\n{HUMANEVAL_PROMPT}{BODY}```",
+        f"Here:\n```python\n{BODY}```",
+        f"<think>```python\ndef add(a, b): return 0\n```</think><answer>```python\n{HUMANEVAL_PROMPT}{BODY}```</answer>",
+        "    return a - b\n",
+        "I cannot do this.",
+    ]
+    expected = [1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0]
+    n = len(forms)
+    spec = RewardSpec([Component("acc", "code_accuracy")])
+    rewarded = spec.score(forms, prompts=[example.prompt] * n, tests=[example.tests] * n, **code_columns([example] * n))
+    assert rewarded.components["acc"].tolist() == expected
+    assert score_samples([example], [forms], [[1] * n]).records[0].correct == [v == 1.0 for v in expected]
+
+
+def test_setup_code_runs_after_the_program():
+    """MBPP 367 and 927: the setup builds trees of the Node class that the solution defines."""
+    solution = "class Node:\n    def __init__(self, v):\n        self.v = v\n"
+    setup = "root = Node(1)\r\n"
+    program = submitted_program(f"```python\n{solution}```", setup_code=setup)
+    assert program == f"{solution}\nroot = Node(1)\n"
+    assert code_reward([f"```python\n{solution}```"], [["assert root.v == 1"]], test_setup_code=[setup]) == [1.0]
+    with pytest.raises(InvalidInputError, match="invalid `test_setup_code`: length 2 does not match 1"):
+        code_reward([solution], [["pass"]], test_setup_code=[setup, setup])
 
 
 def test_bad_input_is_rejected_before_anything_runs():

@@ -152,6 +152,13 @@ def test_field_mapping_on_jsonl(tmp_path: Path) -> None:
     assert [e.id.rsplit("/", 1)[1] for e in examples] == ["0", "1", "3"]  # ids keep row numbers
 
 
+def test_a_file_named_from_its_own_folder_gets_the_folder_in_its_ids(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_jsonl(tmp_path / "toy.jsonl", ROWS)
+    monkeypatch.chdir(tmp_path)
+    examples = load_examples("toy.jsonl", fields={"prompt": "question", "answer": "final"})
+    assert examples[0].id == f"{tmp_path.name}/toy/0"  # not "/toy/0"
+
+
 def test_default_fields_are_prompt_and_answer(tmp_path: Path) -> None:
     path = write_jsonl(tmp_path / "d.jsonl", [{"prompt": "p", "answer": "a", "id": "x"}])
     (example,) = load_examples(path)
@@ -312,6 +319,17 @@ def test_missing_column_names_the_column_and_the_row(tmp_path: Path) -> None:
         load_examples(path, fields={"prompt": "question", "answer": "final"})
     with pytest.raises(InvalidInputError, match=r"row 1 has no column 'answer'"):
         load_examples(path, format="math")
+    # Under the default mapping, the error names the file and says how to map its columns.
+    with pytest.raises(InvalidInputError, match=r"invalid data: .*toy.jsonl: row 1 has no column 'prompt'.*give its format.*`fields`"):
+        load_examples(path)
+
+
+def test_a_corrupt_parquet_file_is_named(tmp_path: Path) -> None:
+    pytest.importorskip("pyarrow", reason="pyarrow is not installed")
+    path = tmp_path / "broken.parquet"
+    path.write_bytes(b"PAR1 this is not parquet PAR1")
+    with pytest.raises(InvalidInputError, match="broken.parquet is not a readable Parquet file"):
+        load_examples(path)
 
 
 def test_malformed_jsonl_line_is_named(tmp_path: Path) -> None:

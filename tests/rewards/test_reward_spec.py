@@ -322,3 +322,15 @@ def test_code_reward_refuses_a_string_for_its_tests():
 
     with pytest.raises(InvalidInputError, match=r"`tests`: expected a list with one entry per completion, got a string"):
         code_reward(["```python\nx = 1\n```"], "assert 1")
+
+
+def test_chosen_options_reads_each_completion_against_its_own_options():
+    from reasonrl.rewards import chosen_options
+
+    options = [["4", "5"], ["A triangle", "A square"], ["x", "y"]]
+    chat = [{"role": "assistant", "content": "<answer>A square</answer>"}]
+    assert chosen_options(["The answer is B.", chat, "no idea"], options) == [1, 1, None]
+    with pytest.raises(InvalidInputError, match="2 option lists for 3 completions"):
+        chosen_options(["B", "A", "A"], options[:2])
+    with pytest.raises(InvalidInputError, match="each entry must be a list of options"):
+        chosen_options(["B"], ["AB"])

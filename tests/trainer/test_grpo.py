@@ -328,3 +328,54 @@ def test_the_last_step_is_evaluated_once(tmp_path, tiny_model, tokenizer, proble
     logged = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in logged] == [1, 2] and all("eval/pass@1" in m for m in logged)
     assert result["eval"]["pass@1"] == logged[-1]["eval/pass@1"]
+
+
+def test_code_rewards_get_the_problems_prompt_entry_point_and_setup_code():
+    """The trainer completes a code answer with its problem's prompt (HumanEval: the answer
+    continues it) and runs the setup code after it, as `reasonrl eval` does."""
+    from types import SimpleNamespace
+
+    from reasonrl.rewards import Component, RewardSpec
+
+    example = Example("he/0", "def add(a, b):\n", tests="assert add(1, 2) == 3", entry_point="add",
+                      meta={"test_setup_code": "assert add(0, 0) == 0"})
+    rollouts = SimpleNamespace(prompt_index=torch.tensor([0, 0, 0]), lengths=torch.tensor([3, 3, 3]),
+                               texts=["    return a + b\n", "    return a - b\n", "    return 1\n"])
+    trainer = SimpleNamespace(reward_spec=RewardSpec([Component("acc", "code_accuracy")]))
+    scores = GRPOTrainer.score(trainer, [example], rollouts)  # type: ignore[arg-type]
+    assert scores.components["acc"].tolist() == [1.0, 0.0, 0.0]  # the last fails the setup's assert
+
+
+def test_a_run_resumed_with_more_steps_follows_the_longer_schedule(tmp_path, make_trainer, tokenizer, problems):
+    """Two steps of a cosine schedule, then resumed to four: from the checkpoint on, the learning
+    rates are those of a four-step run, not the shorter schedule's final rate."""
+    from reasonrl.demo import DemoSettings
+    from reasonrl.demo.run import build_tiny_model
+
+    def build(folder, steps):
+        torch.manual_seed(0)
+        model = build_tiny_model(len(tokenizer), tokenizer, DemoSettings(hidden_size=32, layers=2, heads=2))
+        return make_trainer(folder, model, tokenizer, problems[0], run={"steps": steps},
+                            optim={"lr": 1e-3, "schedule": "cosine", "warmup_steps": 0, "min_lr_ratio": 0.1})
+
+    def logged_lrs(folder):
+        lines = [json.loads(x) for x in (folder / "run" / "metrics.jsonl").read_text().splitlines()]
+        return [x["lr"] for x in lines if "reward/total" in x]
+
+    build(tmp_path / "a", 4).train()
+    build(tmp_path / "b", 2).train()
+    build(tmp_path / "b", 4).train(resume=True)
+    four, two_then_four = logged_lrs(tmp_path / "a"), logged_lrs(tmp_path / "b")
+    assert len(set(four)) == 4  # the schedule moves at every step
+    assert two_then_four[:2] == [1e-3, pytest.approx(0.55e-3)]  # the two-step schedule, as it ran
+    assert two_then_four[2:] == four[2:]  # then the four-step one, not its end rate of 1e-4
+
+
+def test_a_trainer_from_the_python_api_reads_the_held_out_data_its_config_names(tmp_path, tiny_model, tokenizer, problems, make_trainer):
+    heldout = tmp_path / "heldout.jsonl"
+    heldout.write_text("".join(json.dumps({"prompt": f"{a}+1", "answer": str(a + 1)}) + "\n" for a in range(10, 13)))
+    train, _ = problems
+    data = {"train": "test:addition", "template": PROMPT_TEMPLATE, "eval": str(heldout)}
+    trainer = make_trainer(tmp_path, tiny_model, tokenizer, train, data=data)
+    assert [e.prompt for e in trainer.eval_examples] == ["10+1", "11+1", "12+1"]
+    assert make_trainer(tmp_path, tiny_model, tokenizer, train, data={**data, "eval": None}).eval_examples == []

@@ -246,13 +246,16 @@ def test_cli_eval_refuses_greedy_samples_and_makes_the_json_folder_first(tmp_pat
     blocked.write_text("")
     assert main(["eval", "--model", "m", "--data", "d", "--json", str(blocked / "out.json")]) == 2
     assert "--json: cannot create the folder" in capsys.readouterr().err
+    assert main(["eval", "--model", "m", "--data", "d", "--json", str(tmp_path)]) == 2
+    assert f"--json: {tmp_path} is a folder; give a file name, such as {tmp_path / 'eval.json'}" in capsys.readouterr().err
     tiny_model.save_pretrained(tmp_path / "model")
     tokenizer.save_pretrained(tmp_path / "model")
     data = tmp_path / "problems.jsonl"
     data.write_text(json.dumps({"prompt": "1+1", "answer": "2"}) + "\n")
     out = tmp_path / "new" / "folder" / "result.json"
     assert main(["eval", "--model", str(tmp_path / "model"), "--data", str(data), "--max-new-tokens", "4", "--json", str(out)]) == 0
-    assert json.loads(out.read_text())["summary"]["n_problems"] == 1
+    written = json.loads(out.read_text())
+    assert written["summary"]["n_problems"] == 1 and len(written["problems"][0]["completions"]) == 1
 
 
 def test_cli_eval_names_a_model_or_device_it_cannot_use(tmp_path, tiny_model, tokenizer, capsys):
@@ -322,6 +325,22 @@ stages:
     out = capsys.readouterr().out
     assert "stage cold_start finished earlier" in out and "stage grpo finished earlier" in out
     assert (runs / "cold_start" / "metrics.jsonl").read_text() == sft_metrics
+    # The finished stages' summaries are what they logged at their last step, as when they ran.
+    from reasonrl.pipeline import run_pipeline
+
+    summaries = run_pipeline(load_config(config, ["stages.1.run.steps=1"]), resume=True)  # type: ignore[arg-type]
+    capsys.readouterr()
+    grpo_logged = json.loads((runs / "grpo" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert summaries[1]["train"]["reward/total"] == grpo_logged["reward/total"]
+    assert "loss" in summaries[0]["train"]
+    assert not {"step", "stage", "time"} & (set(summaries[0]["train"]) | set(summaries[1]["train"]))
+    assert "| time |" not in (runs / "report.md").read_text()
+
+    # A mistake in a later stage stops the pipeline before the first stage trains.
+    other = tmp_path / "other"
+    assert main(["train", str(config), "--set", f"output_dir={other}", "--set", "stages.1.data.split=train"]) == 2
+    err = capsys.readouterr().err
+    assert "stages[1].data.split:" in err and not other.exists()
 
     assert main(["train", str(config), "--set", "stages.1.run.steps=2", "--resume"]) == 0
     out = capsys.readouterr().out
@@ -399,3 +418,18 @@ def test_cli_reports_an_interrupt_with_status_130_not_a_traceback(monkeypatch, c
     monkeypatch.setattr(cli, "_info", interrupted)  # the command `reasonrl info` runs
     assert cli.main(["info"]) == 130
     assert capsys.readouterr().err == "reasonrl: interrupted\n"
+
+
+def test_sft_max_steps_ends_the_stage_early_and_shapes_its_schedule(tmp_path, tiny_model, tokenizer):
+    config = stage_from_dict({
+        "kind": "sft", "name": "sft", "model": {"name_or_path": "test:tiny"}, "data": {"train": "test:x"},
+        "sft": {"epochs": 2, "batch_size": 2, "max_steps": 4}, "optim": {"lr": 1e-3, "min_lr_ratio": 0.0},
+        "run": {"output_dir": str(tmp_path / "sft"), "tensorboard": False, "progress_bar": False},
+    })
+    pairs = [(f"{a}+1=?<think>", f"{a + 1}</think>") for a in range(10, 16)]  # 3 steps an epoch
+    trainer = SFTTrainer(config, tiny_model, tokenizer, pairs)
+    assert trainer.train()["steps"] == 4
+    logged = [json.loads(line)["lr"] for line in (tmp_path / "sft" / "metrics.jsonl").read_text().splitlines()]
+    assert logged == pytest.approx([1e-3 * 0.5 * (1 + math.cos(math.pi * s / 4)) for s in range(4)])  # a 4-step cosine
+    with pytest.raises(Exception, match=r"sft.max_steps: must be >= 1, got 0"):
+        stage_from_dict({**config.to_dict(), "sft": {"max_steps": 0}})

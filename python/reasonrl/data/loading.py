@@ -93,7 +93,10 @@ def load_examples(
     # Without shuffling, reading can stop as soon as `limit` examples are in.
     stop_at = limit if shuffle_seed is None else None
     for number, row in enumerate(rows, start=1):
-        example = convert(row, number, id_prefix)
+        try:
+            example = convert(row, number, id_prefix)
+        except InvalidInputError as error:
+            raise InvalidInputError(_with_source(str(error), source, format, fields)) from None
         if example is None:
             skipped += 1
             continue
@@ -107,6 +110,18 @@ def load_examples(
     if shuffle_seed is not None:
         random.Random(shuffle_seed).shuffle(examples)
     return examples if limit is None else examples[:limit]
+
+
+def _with_source(message: str, source: Any, format: str | None, fields: Mapping[str, str] | None) -> str:
+    """A row's error, with the data it came from and, for a missing column under the default
+    mapping, how to map the data's own columns."""
+    message = message.replace("invalid data: ", f"invalid data: {source}: ", 1)
+    if "has no column" in message and format is None and fields is None:
+        message += (
+            f"; for a known data set give its format (one of {sorted(FORMATS)}), "
+            "else map its columns with `fields` (e.g. {'prompt': 'question', 'answer': 'solution'})"
+        )
+    return message
 
 
 def _task_id(row: dict[str, Any], number: int, source: Any) -> int:
@@ -163,7 +178,7 @@ def _open_source(
                 f"invalid `split`: {path} is a single file; `split` applies to a folder of split "
                 "files, a Hugging Face data set, or format='mbpp'"
             )
-        return _read_file(path), f"{path.parent.name}/{path.stem}"
+        return _read_file(path), f"{path.resolve().parent.name}/{path.stem}"  # resolved: "cold.jsonl" has a folder too
     looks_local = (
         isinstance(source, os.PathLike)
         or path.suffix.lower() in FILE_SUFFIXES
@@ -289,8 +304,13 @@ def _import_pyarrow() -> Any:
 
 def _read_parquet(path: Path) -> Iterator[dict[str, Any]]:
     parquet = _import_pyarrow()
-    for batch in parquet.ParquetFile(path).iter_batches():
-        yield from batch.to_pylist()
+    import pyarrow  # type: ignore[import-untyped, unused-ignore]
+
+    try:
+        for batch in parquet.ParquetFile(path).iter_batches():
+            yield from batch.to_pylist()
+    except (pyarrow.ArrowException, OSError) as error:
+        raise InvalidInputError(f"invalid data: {path.name} is not a readable Parquet file ({error})") from None
 
 
 _READERS = {".jsonl": _read_jsonl_rows, ".json": _read_json, ".csv": _read_csv, ".parquet": _read_parquet}

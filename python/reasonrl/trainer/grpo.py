@@ -31,7 +31,7 @@ from reasonrl.advantages import Estimator, compute_advantages, filter_groups
 from reasonrl.config import ConfigError, StageConfig, expect_stage
 from reasonrl.data import Example, PromptTemplate, get_template
 from reasonrl.errors import ReasonRLError, TrainingError
-from reasonrl.evaluation import EvalResult, score_samples
+from reasonrl.evaluation import EvalResult, code_columns, score_samples
 from reasonrl.kernels import grpo_loss, linear_grpo_loss, linear_token_logprobs, token_logprobs
 from reasonrl.rewards import RewardScores, RewardSpec
 from reasonrl.rollout import HFRollout, RolloutBackend, Rollouts, SamplingParams
@@ -355,6 +355,12 @@ class GRPOTrainer:
         self.template = template or get_template(config.data.template, system_prompt=config.data.system_prompt)
         self.reward_spec = reward_spec or RewardSpec.from_config(config.reward)
         self.rollout = rollout or self._default_rollout()
+        if eval_examples is None and config.data.eval:
+            # Held-out problems the config names: read here too, so that a trainer built from
+            # the Python API evaluates as `reasonrl train` does.
+            from reasonrl.pipeline import load_heldout
+
+            eval_examples = load_heldout(config)
         self.eval_examples = list(eval_examples or [])
         self.sampler = PromptSampler(train_examples, config.rollout.prompts_per_step, config.run.seed)
         self.optimizer, self.scheduler = build_optimizer(model, config.optim, config.run.steps)
@@ -444,6 +450,7 @@ class GRPOTrainer:
     def score(self, examples: list[Example], rollouts: Rollouts) -> RewardScores:
         per_row = [examples[i] for i in rollouts.prompt_index.tolist()]
         kinds = {c.kind for c in self.reward_spec.components}
+        columns: dict[str, Any] = code_columns(per_row) if "code_accuracy" in kinds else {}
         return self.reward_spec.score(
             rollouts.texts,
             prompts=[e.prompt for e in per_row],
@@ -454,6 +461,7 @@ class GRPOTrainer:
             lengths=rollouts.lengths.cpu().numpy(),
             tests=[e.tests or "" for e in per_row] if "code_accuracy" in kinds else None,
             examples=per_row,
+            **columns,
         )
 
     # ---- 3. advantages ------------------------------------------------------------------------

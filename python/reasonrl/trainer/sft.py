@@ -67,7 +67,11 @@ class SFTTrainer:
         self.model = wrap_policy(model, config.distributed)  # unchanged in a single process
         per_rank = -(-len(self.pairs) // world_size())
         self.steps_per_epoch = -(-per_rank // config.sft.batch_size)
+        # The stage's length: `sft.epochs` over the data, or `sft.max_steps` if fewer (`run.steps`
+        # is GRPO's).
         self.total_steps = self.steps_per_epoch * config.sft.epochs
+        if config.sft.max_steps is not None:
+            self.total_steps = min(self.total_steps, config.sft.max_steps)
         self.optimizer, self.scheduler = build_optimizer(model, config.optim, self.total_steps)
         self.output_dir = Path(config.run.output_dir)
         self.step = 0  # optimizer steps taken (skipped non-finite ones included)
@@ -200,7 +204,7 @@ class SFTTrainer:
                 if epoch < first_epoch:
                     continue
                 batches = self.epoch_batches(order)[first_batch if epoch == first_epoch else 0 :]
-                for indices in batches:
+                for indices in batches[: max(0, self.total_steps - self.step)]:
                     last = self.train_step([self.pairs[i] for i in indices])
                     self.step += 1
                     logger.log(self.step, last)

@@ -51,6 +51,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(advantages::compute_advantages, m)?)?;
     m.add_function(wrap_pyfunction!(advantages::filter_groups, m)?)?;
     m.add_function(wrap_pyfunction!(rewards::score_rewards, m)?)?;
+    m.add_function(wrap_pyfunction!(rewards::chosen_options, m)?)?;
     math::register(m)?;
     code::register(m)?;
     Ok(())

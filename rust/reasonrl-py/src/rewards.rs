@@ -110,3 +110,17 @@ pub fn score_rewards<'py>(
         .map_err(|e| invalid("components", format!("internal shape error: {e}")))?;
     Ok((matrix, scores.total.into_pyarray(py)))
 }
+
+/// See `reasonrl.rewards.chosen_options` for the documented Python API.
+#[pyfunction]
+#[pyo3(signature = (completions, choices, *, threads = None))]
+pub fn chosen_options(
+    py: Python<'_>,
+    completions: &Bound<'_, PyAny>,
+    choices: Vec<Vec<String>>,
+    threads: Option<ThreadsArg>,
+) -> PyResult<Vec<Option<usize>>> {
+    let threads = thread_count(threads);
+    let completions = extract_texts(completions, "completions")?;
+    run_detached(py, threads, || rewards::choice::chosen_options(&completions, &choices))
+}

@@ -12,6 +12,8 @@
 
 use super::format::answer_block;
 use crate::math::extract::last_boxed;
+use crate::parallel::map_indices;
+use crate::{Error, Result};
 
 const PHRASES: [&str; 4] = ["answer is", "answer:", "option is", "choice is"];
 
@@ -51,6 +53,21 @@ fn bare_option(completion: &str, choices: &[String]) -> Option<usize> {
     choices.iter().position(|choice| !wanted.is_empty() && normalise_text(choice) == wanted)
 }
 
+/// [`chosen_option`] of every completion against its own options, in parallel inside the pool
+/// (what a majority vote over multiple-choice samples counts).
+pub fn chosen_options(
+    completions: &[String],
+    choices: &[Vec<String>],
+) -> Result<Vec<Option<usize>>> {
+    if completions.len() != choices.len() {
+        return Err(Error::invalid(
+            "choices",
+            format!("{} option lists for {} completions", choices.len(), completions.len()),
+        ));
+    }
+    Ok(map_indices(completions.len(), |i| chosen_option(&completions[i], &choices[i])))
+}
+
 /// 1.0 when the chosen option is `gold`, else 0.0 (also when no option can be read off).
 pub fn choice_accuracy(completion: &str, choices: &[String], gold: usize) -> f64 {
     f64::from(u8::from(chosen_option(completion, choices) == Some(gold)))
@@ -62,6 +79,16 @@ fn option_named_by(candidate: &str, choices: &[String]) -> Option<usize> {
         let k = (c.to_ascii_uppercase() as usize).checked_sub('A' as usize)?;
         (c.is_ascii_alphabetic() && k < choices.len()).then_some(k)
     };
+    let wanted = normalise_text(&cleaned);
+    let by_text =
+        || choices.iter().position(|choice| !wanted.is_empty() && normalise_text(choice) == wanted);
+    // An option's own text first: "A triangle has three sides" names that option, not letter A.
+    // A lone letter is read as a letter even where an option's text is that letter.
+    if cleaned.chars().count() > 2 {
+        if let Some(k) = by_text() {
+            return Some(k);
+        }
+    }
     let mut chars = cleaned.chars();
     if let Some(first) = chars.next() {
         let rest = chars.as_str();
@@ -73,8 +100,7 @@ fn option_named_by(candidate: &str, choices: &[String]) -> Option<usize> {
             }
         }
     }
-    let wanted = normalise_text(&cleaned);
-    choices.iter().position(|choice| !wanted.is_empty() && normalise_text(choice) == wanted)
+    by_text()
 }
 
 /// Strips wrappers models put around a letter: spaces, `$`, `**`, `\text{}`, parentheses.
@@ -190,6 +216,30 @@ mod tests {
         assert_eq!(chosen_option("A good start is to add them.", &c), None);
         assert_eq!(chosen_option("E", &c), None);
         assert_eq!(chosen_option("Because", &c), None);
+    }
+
+    #[test]
+    fn an_option_text_that_opens_with_a_letter_names_that_option() {
+        let c: Vec<String> =
+            ["A triangle", "A square", "B", "none"].iter().map(|s| s.to_string()).collect();
+        assert_eq!(chosen_option("<answer>A square</answer>", &c), Some(1));
+        assert_eq!(chosen_option("The answer is a square.", &c), Some(1));
+        assert_eq!(chosen_option("<answer>A</answer>", &c), Some(0)); // a lone letter stays a letter
+        assert_eq!(chosen_option("<answer>B</answer>", &c), Some(1));
+        assert_eq!(chosen_option("<answer>A) triangle</answer>", &c), Some(0));
+    }
+
+    #[test]
+    fn chosen_options_reads_a_batch_and_checks_its_lengths() {
+        let c = choices();
+        let texts: Vec<String> =
+            ["B", "no idea", "<answer>Paris</answer>"].iter().map(|s| s.to_string()).collect();
+        assert_eq!(
+            chosen_options(&texts, &vec![c.clone(); 3]).unwrap(),
+            vec![Some(1), None, Some(2)]
+        );
+        let err = chosen_options(&texts, &vec![c; 2]).unwrap_err().to_string();
+        assert!(err.contains("2 option lists for 3 completions"), "{err}");
     }
 
     #[test]
