@@ -217,3 +217,11 @@ def test_token_advantages_numpy_and_torch():
     np.testing.assert_array_equal(out_t.numpy(), expected)
     with pytest.raises(InvalidInputError, match="response_mask"):
         token_advantages(adv, mask[:1])
+
+
+@pytest.mark.parametrize("estimator", ["grpo", "dr_grpo", "rloo", "reinforce_pp"])
+def test_equal_rewards_give_zero_with_eps_zero(estimator):
+    """eps = 0 is allowed: a group (or a batch) of equal rewards still gives 0, not 0 / 0."""
+    assert reasonrl.compute_advantages([1.0, 1.0, 1.0], [0, 0, 0], estimator, eps=0.0).tolist() == [0.0, 0.0, 0.0]
+    both = reasonrl.compute_advantages([1.0, 1.0, 2.0, 2.0], [0, 0, 1, 1], estimator, eps=0.0)
+    assert both.tolist() == [0.0] * 4

@@ -99,6 +99,20 @@ def test_stop_strings_end_a_row_without_marking_it_truncated(model, tokenizer):
     assert int(stopped.lengths[0]) == length
 
 
+@pytest.mark.parametrize("stop", ["\n", " ", "b\n"])
+def test_a_stop_string_ending_in_whitespace_ends_the_row_there(model, tokenizer, stop):
+    """A row that stopped on "\n" is finished, not truncated, and the padding after it is out
+    of its mask (the text after a stop string is the padding's, whose decoding is empty)."""
+    rollout = HFRollout(model, tokenizer)
+    pad = tokenizer.pad_token_id
+    stopped = tokenizer(f"a{stop}", add_special_tokens=False)["input_ids"]
+    running = tokenizer("abcde", add_special_tokens=False)["input_ids"]
+    ids = torch.tensor([stopped + [pad] * (5 - len(stopped)), running])
+    mask, truncated = rollout._completion_mask(ids, SamplingParams(max_new_tokens=5, stop=(stop,)))
+    assert mask[0].tolist() == [1] * len(stopped) + [0] * (5 - len(stopped)) and not truncated[0]
+    assert mask[1].tolist() == [1] * 5 and truncated[1]  # no stop string in it: it ran out of tokens
+
+
 def test_sampled_first_tokens_follow_the_tempered_distribution(model, tokenizer):
     torch.manual_seed(1)
     n, temperature = 4000, 0.7

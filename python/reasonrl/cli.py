@@ -51,10 +51,20 @@ def _probability(text: str) -> float:
     return value
 
 
+def _seed(text: str) -> int:
+    value = int(text)
+    if not 0 <= value < 2**63:  # what torch.manual_seed takes (with room for a rank added)
+        raise argparse.ArgumentTypeError(f"must be in [0, 2**63), got {value}")
+    return value
+
+
 def _demo(args: argparse.Namespace) -> int:
     quiet_transformers()
     from reasonrl.demo import DemoSettings, run_demo
 
+    from reasonrl.config import check_folder_path
+
+    check_folder_path("--output-dir", args.output_dir)
     threads = {} if args.threads is None else {"threads": args.threads}
     run_demo(args.output_dir, DemoSettings(seed=args.seed, **threads))
     return 0
@@ -168,8 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     demo = commands.add_parser("demo", help="offline R1 / Kimi k1.5 recipe on a tiny model (CPU, minutes)")
-    demo.add_argument("--output-dir", default="runs/demo")
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--output-dir", default="runs/demo", help="where the stages, the report and the final model go (default runs/demo)")
+    demo.add_argument("--seed", type=_seed, default=0, help="seed of the task, the model and the training (default 0, the README's tables)")
     demo.add_argument(
         "--threads", type=_positive_int, default=None,
         help="torch CPU threads (default 2, as in the README's tables; another count gives other, equally valid figures)",

@@ -212,6 +212,9 @@ class StageConfig:
         if not self.model.name_or_path:
             raise ConfigError("model.name_or_path: required (a local path or a hub id)")
         self.run.output_dir = os.path.expanduser(self.run.output_dir)  # "~/runs/x" as a shell would read it
+        check_folder_path("run.output_dir", self.run.output_dir)
+        if not 0 <= self.run.seed < 2**63:  # torch.manual_seed's range (a rank is added under torchrun)
+            raise ConfigError(f"run.seed: must be in [0, 2**63), got {self.run.seed}")
         model_path = self.model.name_or_path
         if model_path.startswith((".", "/", "~")) and not Path(model_path).expanduser().exists():
             raise ConfigError(f"model.name_or_path: no such folder: {model_path}")
@@ -325,6 +328,17 @@ class StageConfig:
             named = re.search(r"component (['\"])(.+?)\1: (.*)", str(error), re.DOTALL)
             where, what = (f"reward.{named[2]}", named[3]) if named else ("reward", str(error))
             raise ConfigError(f"{where}: {what}") from None
+
+
+def check_folder_path(key: str, folder: str) -> None:
+    """A run's folder may not exist yet; where it, or a folder above it, is a file, nothing can
+    be written there: said now, not after the model has loaded."""
+    path = Path(folder)
+    for part in (path, *path.parents):
+        if part.exists():
+            if not part.is_dir():
+                raise ConfigError(f"{key}: {part} is a file, not a folder" + ("" if part == path else f" (in {folder})"))
+            return
 
 
 @dataclass
@@ -557,8 +571,9 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
                 stages.append(_stage_for_pipeline(stage, [*every_stage, *per_stage.get(i, [])], first=(i == 0)))
             except ConfigError as error:
                 raise ConfigError(f"stages[{i}].{error}") from None
-        output_dir = _coerce(data.get("output_dir", "runs/pipeline"), str, "output_dir")
-        return PipelineConfig(stages=stages, output_dir=os.path.expanduser(output_dir))
+        output_dir = os.path.expanduser(_coerce(data.get("output_dir", "runs/pipeline"), str, "output_dir"))
+        check_folder_path("output_dir", output_dir)
+        return PipelineConfig(stages=stages, output_dir=output_dir)
     return stage_from_dict(data, overrides)
 
 

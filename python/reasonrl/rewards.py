@@ -37,7 +37,9 @@ code_accuracy      share of the test cases the submitted program passes, run in 
                    [512]. Needs ``tests``; ``prompts``, ``entry_point`` and ``test_setup_code``
                    (columns) when the data set has them.
 python             a Python function with TRL's reward signature,
-                   ``fn(completions, **kwargs) -> list[float | None]`` (``is_accuracy``).
+                   ``fn(completions, **kwargs) -> list[float | None]`` (``is_accuracy``):
+                   ``Component(..., fn=f)``, or in a config ``function: module:name`` or
+                   ``function: path/to/file.py:name``.
 =================  ==========================================================================
 
 Lengths are token counts when ``lengths`` is given, else characters. The accuracy component
@@ -52,11 +54,14 @@ raises :class:`reasonrl.InvalidInputError` before any work is done.
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import math
 import numbers
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 
@@ -109,7 +114,8 @@ class Component:
             )
         if self.kind == "python" and not callable(self.fn):
             raise InvalidInputError(
-                f"invalid `components`: component {self.name!r} of kind 'python' needs a callable `fn`"
+                f"invalid `components`: component {self.name!r}: kind 'python' needs a callable `fn` "
+                "(in a config: `function: module:name`)"
             )
         if self.kind in PYTHON_KINDS:
             unknown = set(self.params) - PYTHON_KINDS[self.kind]
@@ -171,6 +177,38 @@ def _integer_ids(group_ids: Any) -> list[int]:
     if ids.size and (ids.min() < 0 or ids.max() > np.iinfo(np.int64).max // 2):
         raise InvalidInputError(f"invalid `group_ids`: expected ids in [0, 2**62], got {ids.min()}..{ids.max()}")
     return [int(g) for g in ids.tolist()]
+
+
+def _function_named(component: str, reference: Any) -> RewardFunction:
+    """The function a config names as ``module:name`` (importable) or ``path/to/file.py:name``
+    (a relative path is from the current folder)."""
+    where = f"invalid `config`: component {component!r}: function"
+    if not isinstance(reference, str) or reference.count(":") != 1 or not all(reference.split(":")):
+        raise InvalidInputError(f"{where}: expected `module:name` or `path/to/file.py:name`, got {reference!r}")
+    source, attribute = reference.split(":")
+    try:
+        if source.endswith(".py"):
+            path = Path(source).expanduser().resolve()
+            if not path.is_file():
+                raise InvalidInputError(f"{where}: file not found: {path}")
+            spec = importlib.util.spec_from_file_location(f"reasonrl_user_rewards.{path.stem}", path)
+            assert spec is not None and spec.loader is not None
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(source)
+    except InvalidInputError:
+        raise
+    except ModuleNotFoundError as error:
+        raise InvalidInputError(
+            f"{where}: cannot import {source!r} ({error}); a file is named `path/to/file.py:{attribute}`"
+        ) from None
+    except Exception as error:  # the user's module failed while loading: say which and why
+        raise InvalidInputError(f"{where}: loading {source!r} failed: {type(error).__name__}: {error}") from None
+    fn = getattr(module, attribute, None)
+    if not callable(fn):
+        raise InvalidInputError(f"{where}: {source!r} has no function {attribute!r}")
+    return cast(RewardFunction, fn)
 
 
 def chosen_options(
@@ -262,7 +300,15 @@ class RewardSpec:
                 weight = float(weight)  # YAML reads 1e-1 (no dot) as a string
             except (TypeError, ValueError):
                 raise InvalidInputError(f"invalid `config`: component {name!r}: weight must be a number, got {weight!r}") from None
-            components.append(Component(name, kind, weight, entry))
+            fn = None
+            if kind == "python":
+                if "function" not in entry:
+                    raise InvalidInputError(
+                        f"invalid `config`: component {name!r}: kind 'python' needs `function`, the reward "
+                        "function as `module:name` or `path/to/file.py:name`"
+                    )
+                fn = _function_named(name, entry.pop("function"))
+            components.append(Component(name, kind, weight, entry, fn=fn))
         return cls(components)
 
     @classmethod

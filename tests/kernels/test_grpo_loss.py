@@ -254,7 +254,11 @@ def test_matches_trl_grpo_trainer(loss_type, backend):
         ({"mask": torch.ones(2, 6)}, "mask"),
         ({"ref_logp": None, "beta": 0.1}, "ref_logp"),
         ({"eps_low": -0.1}, "eps_low"),
+        ({"beta": float("inf")}, "beta"),
+        ({"eps_high": float("nan")}, "eps_high"),
+        ({"beta": True}, "beta"),
         ({"max_completion_length": 0}, "max_completion_length"),
+        ({"max_completion_length": 4.0}, "max_completion_length"),
         ({"entropy": torch.zeros(5, 2)}, "entropy"),
         # An empty batch has no mean to take: an error, not a NaN loss.
         ({"logp": torch.zeros(0, 5), "old_logp": None, "ref_logp": None, "advantages": torch.zeros(0),
@@ -271,6 +275,17 @@ def test_invalid_input_names_the_argument(change, argument):
     positional = [call.pop(name) for name in ("logp", "old_logp", "ref_logp", "advantages", "mask")]
     with pytest.raises(InvalidInputError, match=f"`{argument}`"):
         grpo_loss(*positional, **call)
+
+
+def test_numpy_scalars_are_numbers_too():
+    """Values read through numpy (a config, a sweep) are accepted as the Python numbers they are."""
+    import numpy as np
+
+    args = (torch.zeros(2, 5), torch.zeros(2, 5), torch.zeros(2, 5), torch.ones(2), torch.ones(2, 5))
+    plain, _ = grpo_loss(*args, beta=0.1, eps_high=0.28, loss_type="dr_grpo", max_completion_length=5)
+    numpy, _ = grpo_loss(*args, beta=np.float32(0.1), eps_high=np.float64(0.28), loss_type="dr_grpo",
+                         max_completion_length=np.int64(5))
+    torch.testing.assert_close(numpy, plain)
 
 
 @requires_triton

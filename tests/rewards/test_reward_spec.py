@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -334,3 +335,25 @@ def test_chosen_options_reads_each_completion_against_its_own_options():
         chosen_options(["B", "A", "A"], options[:2])
     with pytest.raises(InvalidInputError, match="each entry must be a list of options"):
         chosen_options(["B"], ["AB"])
+
+
+def test_a_python_reward_is_named_in_a_config_by_module_or_file(tmp_path, monkeypatch):
+    from reasonrl.config import ConfigError, stage_from_dict
+
+    (tmp_path / "my_rewards.py").write_text("def brevity(completions, **kwargs):\n    return [1.0 / (1 + len(c)) for c in completions]\n")
+    monkeypatch.chdir(tmp_path)
+    by_file = RewardSpec.from_config({"short": {"kind": "python", "function": "my_rewards.py:brevity", "weight": 2.0}})
+    assert by_file.score(["a", "abc"]).total.tolist() == [1.0, 0.5]
+    by_module = RewardSpec.from_config({"sq": {"kind": "python", "function": "math:sqrt"}})
+    assert by_module.components[0].fn is math.sqrt
+    stage = {"kind": "grpo", "model": {"name_or_path": "test:tiny"}, "data": {"train": "test:x"}}
+    for function, message in [
+        (None, "reward.short: kind 'python' needs `function`"),
+        ("my_rewards.py", "reward.short: function: expected `module:name`"),
+        ("missing.py:f", "reward.short: function: file not found"),
+        ("no_such_module:f", "reward.short: function: cannot import 'no_such_module'"),
+        ("my_rewards.py:nothing", "reward.short: function: 'my_rewards.py' has no function 'nothing'"),
+    ]:
+        entry = {"kind": "python"} if function is None else {"kind": "python", "function": function}
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            stage_from_dict({**stage, "reward": {"short": entry}})

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
-from reasonrl.config import ConfigError, PipelineConfig, StageConfig, load_config
+from reasonrl.config import ConfigError, PipelineConfig, StageConfig, load_config, stage_from_dict
 
 VALID = """
 kind: grpo
@@ -222,3 +223,20 @@ def test_run_stage_names_data_and_machine_problems_by_key_before_loading_a_model
         with pytest.raises(ConfigError, match=message):
             run_stage(config)
     assert not (tmp_path / "run").exists()  # nothing was written either
+
+
+def test_an_output_folder_that_is_a_file_and_a_seed_out_of_range_are_config_errors(tmp_path):
+    from reasonrl.cli import main
+
+    blocker = tmp_path / "afile"
+    blocker.write_text("")
+    stage = {"kind": "grpo", "model": {"name_or_path": "test:tiny"}, "data": {"train": "test:x"}}
+    with pytest.raises(ConfigError, match=re.escape(f"run.output_dir: {blocker} is a file, not a folder")):
+        stage_from_dict({**stage, "run": {"output_dir": str(blocker)}})
+    with pytest.raises(ConfigError, match=re.escape(f"run.output_dir: {blocker} is a file, not a folder (in {blocker}/run)")):
+        stage_from_dict({**stage, "run": {"output_dir": str(blocker / "run")}})
+    with pytest.raises(ConfigError, match=re.escape("run.seed: must be in [0, 2**63), got -1")):
+        stage_from_dict({**stage, "run": {"seed": -1}})
+    assert main(["demo", "--output-dir", str(blocker)]) == 2
+    with pytest.raises(SystemExit):
+        main(["demo", "--seed", str(2**70)])

@@ -379,3 +379,21 @@ def test_a_trainer_from_the_python_api_reads_the_held_out_data_its_config_names(
     trainer = make_trainer(tmp_path, tiny_model, tokenizer, train, data=data)
     assert [e.prompt for e in trainer.eval_examples] == ["10+1", "11+1", "12+1"]
     assert make_trainer(tmp_path, tiny_model, tokenizer, train, data={**data, "eval": None}).eval_examples == []
+
+
+def test_dropout_is_off_so_an_unchanged_policy_has_ratio_one_and_no_kl(tmp_path, tokenizer, problems, make_trainer):
+    """A model built with dropout: without turning it off, the training forward would differ
+    from the sampler's and the reference's before any update (KL and clipping from noise)."""
+    from reasonrl.demo import DemoSettings
+    from reasonrl.demo.run import build_tiny_model
+
+    torch.manual_seed(0)
+    model = build_tiny_model(len(tokenizer), tokenizer, DemoSettings(hidden_size=32, layers=2, heads=2))
+    for layer in model.model.layers:
+        layer.self_attn.attention_dropout = 0.5
+    trainer = make_trainer(tmp_path, model, tokenizer, problems[0], algorithm={"beta": 0.1, "num_iterations": 2},
+                           optim={"lr": 1e-12, "schedule": "constant"})
+    assert all(layer.self_attn.attention_dropout == 0.0 for layer in model.model.layers)
+    metrics = trainer.train_step()
+    assert metrics["kl"] == pytest.approx(0.0, abs=1e-9)
+    assert metrics["clip_ratio/high"] == 0.0 and metrics["clip_ratio/low"] == 0.0

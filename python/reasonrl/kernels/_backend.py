@@ -8,6 +8,8 @@ elsewhere. ``backend="triton"`` on CPU tensors works only under the Triton inter
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
 from types import SimpleNamespace
 from typing import Any, Literal
@@ -91,7 +93,7 @@ def check_float(name: str, tensor: Any, ndim: tuple[int, ...] | None = None) -> 
 
 def check_temperature(temperature: Any) -> None:
     """The sampling temperature: a finite real number > 0."""
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 < temperature < float("inf"):
+    if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real) or not 0 < float(temperature) < math.inf:
         raise InvalidInputError(f"invalid `temperature`: expected a number > 0, got {temperature!r}")
 
 

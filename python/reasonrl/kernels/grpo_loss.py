@@ -35,6 +35,8 @@ of ``grpo_loss``).
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -375,19 +377,25 @@ def _check_inputs(
     if loss_type not in LOSS_TYPES:
         raise InvalidInputError(f"invalid `loss_type`: expected one of {LOSS_TYPES}, got {loss_type!r}")
     for name, number in (("eps_low", eps_low), ("eps_high", eps_high), ("beta", beta)):
-        if not (isinstance(number, (int, float)) and number >= 0):
-            raise InvalidInputError(f"invalid `{name}`: expected a number >= 0, got {number!r}")
+        # numbers.Real: numpy scalars too (a config read through numpy); finite: an infinite
+        # clip range or KL weight gives an inf or NaN loss, not a training signal.
+        if isinstance(number, bool) or not isinstance(number, numbers.Real) or not 0 <= float(number) < math.inf:
+            raise InvalidInputError(f"invalid `{name}`: expected a finite number >= 0, got {number!r}")
     if eps_low >= 1:
         raise InvalidInputError(f"invalid `eps_low`: expected < 1, got {eps_low}")
     if beta != 0 and ref_logp is None:
         raise InvalidInputError("invalid `ref_logp`: required when `beta` != 0")
     if max_completion_length is not None and not (
-        isinstance(max_completion_length, int) and max_completion_length > 0
+        isinstance(max_completion_length, numbers.Integral) and not isinstance(max_completion_length, bool)
+        and max_completion_length > 0
     ):
         raise InvalidInputError(
             f"invalid `max_completion_length`: expected a positive int, got {max_completion_length!r}"
         )
-    return GRPOLossConfig(float(eps_low), float(eps_high), float(beta), loss_type, max_completion_length)
+    return GRPOLossConfig(
+        float(eps_low), float(eps_high), float(beta), loss_type,
+        None if max_completion_length is None else int(max_completion_length),
+    )
 
 
 def grpo_loss_ref(

@@ -232,7 +232,11 @@ class HFRollout:
         truncated = first_eos == T
         if sampling.stop:
             texts = self.tokenizer.batch_decode(completion_ids * mask, skip_special_tokens=True)
-            stopped = torch.tensor([t.rstrip().endswith(tuple(sampling.stop)) for t in texts], device=mask.device)
+            # Decoding stops a row at the first token that completes a stop string (`_hit_stop`),
+            # so a row without an EOS that holds one stopped on it: "holds", not "ends with",
+            # since the text after it is the padding's (and a stop string may end inside a
+            # token, or be whitespace itself).
+            stopped = torch.tensor([any(s in t for s in sampling.stop) for t in texts], device=mask.device)
             stopped &= truncated  # only rows without an EOS end on a stop string
             truncated &= ~stopped
             # Both decode paths pad a stopped row after its last token: the stop string's end.

@@ -63,7 +63,7 @@ from reasonrl.trainer.distributed import (
 )
 from reasonrl.trainer.importance import sampler_mismatch, tis_weights
 from reasonrl.trainer.logging import RunLogger, logged_at
-from reasonrl.trainer.models import checkpoints_activations
+from reasonrl.trainer.models import checkpoints_activations, turn_off_dropout
 from reasonrl.trainer.optim import build_optimizer
 
 
@@ -340,6 +340,8 @@ class GRPOTrainer:
             )
         if config.algorithm.fused_lm_head:
             _check_fused_head(model, self.strategy)
+        # Dropout off, as RL trainers do: with it, the ratio and the KL are noise at ratio 1.
+        turn_off_dropout(model)
         # The reference only matters for the KL term: with beta = 0 it is never loaded.
         if config.algorithm.beta > 0 and ref_model is None:
             ref_model = copy.deepcopy(model).eval().requires_grad_(False)

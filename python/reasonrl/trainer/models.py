@@ -97,3 +97,26 @@ def load_tokenizer(path: str, *, trust_remote_code: bool = False) -> Any:
     if declared.get("tokenizer_class") in PLAIN_TOKENIZER_CLASSES and "auto_map" not in declared:
         return PreTrainedTokenizerFast.from_pretrained(path)
     return AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+
+
+def turn_off_dropout(model: torch.nn.Module) -> int:
+    """Sets every dropout rate in `model` to 0; returns how many were not.
+
+    In RL the log-probs of the policy that sampled, of the policy being trained and of the
+    reference must be those of one function: with dropout on, the importance ratio and the KL
+    are noise before any update (the sampler and the reference run in eval mode, the training
+    forward does not). Covers `nn.Dropout` modules and the float rates that attention modules
+    keep as attributes (`attention_dropout`, `attn_pdrop`, ...) and apply themselves while
+    training."""
+    changed = 0
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.dropout._DropoutNd):
+            changed += module.p > 0
+            module.p = 0.0
+            continue
+        for name, value in vars(module).items():
+            if "dropout" in name or name.endswith("pdrop"):
+                if isinstance(value, float) and value > 0:
+                    setattr(module, name, 0.0)
+                    changed += 1
+    return changed

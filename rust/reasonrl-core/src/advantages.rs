@@ -329,7 +329,7 @@ pub fn compute_advantages_in_batch<R: Reward>(
         let centred = if s.all_equal { 0.0 } else { r - s.mean };
         match estimator {
             Estimator::Grpo | Estimator::Rloo if s.valid < 2 => None,
-            Estimator::Grpo => Some(centred / (s.std + eps)),
+            Estimator::Grpo => Some(scaled(centred, s.std + eps)),
             Estimator::DrGrpo | Estimator::ReinforcePlusPlus => Some(centred),
             Estimator::Rloo => Some(centred * n / (n - 1.0)),
         }
@@ -357,8 +357,18 @@ pub fn compute_advantages_in_batch<R: Reward>(
     let (squares, _) = sum_indices(centred.len(), |i| centred[i].map(|s| (s - mean) * (s - mean)));
     let std = (squares / (valid - 1) as f64).sqrt();
     Ok(map_indices(centred.len(), |i| {
-        centred[i].map_or(0.0, |s| ((s - mean) / (std + eps)) as f32)
+        centred[i].map_or(0.0, |s| scaled(s - mean, std + eps) as f32)
     }))
+}
+
+/// `deviation / spread`, where a spread of 0 (equal rewards with `eps` = 0) leaves 0, not the
+/// NaN of 0 / 0: equal rewards carry no signal, whatever `eps` is.
+fn scaled(deviation: f64, spread: f64) -> f64 {
+    if spread == 0.0 {
+        0.0
+    } else {
+        deviation / spread
+    }
 }
 
 /// Whether `in_batch` keeps or leaves out each group's valid (non-NaN) responses together.
@@ -477,6 +487,27 @@ mod tests {
         let err = compute_advantages(&[1.0f64], &[0], Estimator::Grpo, -1.0).unwrap_err();
         assert!(matches!(err, Error::InvalidInput { argument: "eps", .. }));
         assert!("grpo2".parse::<Estimator>().is_err());
+    }
+
+    #[test]
+    fn equal_rewards_give_zero_not_nan_when_eps_is_zero() {
+        let grpo =
+            compute_advantages(&[1.0f64, 1.0, 1.0], &[0, 0, 0], Estimator::Grpo, 0.0).unwrap();
+        assert_eq!(grpo, vec![0.0; 3]);
+        // Every group equal: the batch's spread is 0 too.
+        let pp = compute_advantages(
+            &[1.0f64, 1.0, 2.0, 2.0],
+            &[0, 0, 1, 1],
+            Estimator::ReinforcePlusPlus,
+            0.0,
+        )
+        .unwrap();
+        assert_eq!(pp, vec![0.0; 4]);
+        let mixed =
+            compute_advantages(&[1.0f64, 1.0, 0.0, 2.0], &[0, 0, 1, 1], Estimator::Grpo, 0.0)
+                .unwrap();
+        assert_eq!(&mixed[..2], &[0.0, 0.0]);
+        assert!(mixed[2] < 0.0 && mixed[3] > 0.0);
     }
 
     #[test]
