@@ -219,7 +219,7 @@ def test_token_advantages_numpy_and_torch():
         token_advantages(adv, mask[:1])
 
 
-@pytest.mark.parametrize("estimator", ["grpo", "dr_grpo", "rloo", "reinforce_pp"])
+@pytest.mark.parametrize("estimator", ["grpo", "reinforce_pp"])  # the two that divide by a spread
 def test_equal_rewards_give_zero_with_eps_zero(estimator):
     """eps = 0 is allowed: a group (or a batch) of equal rewards still gives 0, not 0 / 0."""
     assert reasonrl.compute_advantages([1.0, 1.0, 1.0], [0, 0, 0], estimator, eps=0.0).tolist() == [0.0, 0.0, 0.0]

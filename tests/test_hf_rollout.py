@@ -113,6 +113,15 @@ def test_a_stop_string_ending_in_whitespace_ends_the_row_there(model, tokenizer,
     assert mask[1].tolist() == [1] * 5 and truncated[1]  # no stop string in it: it ran out of tokens
 
 
+def test_a_stop_string_before_a_rows_last_tokens_is_not_where_it_stopped(model, tokenizer):
+    """Only the row's last tokens, the window the decode loop checks, tell a stop: a row that ran
+    to the token limit is truncated even if its text holds the stop string earlier (the decode
+    loop can miss one there, e.g. where a tokenizer decodes a window differently)."""
+    ids = torch.tensor([tokenizer("abcde", add_special_tokens=False)["input_ids"]])
+    mask, truncated = HFRollout(model, tokenizer)._completion_mask(ids, SamplingParams(max_new_tokens=5, stop=("b",)))
+    assert truncated[0] and mask[0].tolist() == [1] * 5
+
+
 def test_sampled_first_tokens_follow_the_tempered_distribution(model, tokenizer):
     torch.manual_seed(1)
     n, temperature = 4000, 0.7

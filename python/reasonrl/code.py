@@ -283,8 +283,8 @@ def submitted_program(
       the token limit too), else in the whole completion: its last fenced block (see
       `extract_code`), else that text as it is (a base model continuing a prompt writes bare
       code).
-    - When `entry_point` is given and the code does not define it, the code is taken to continue
-      `prompt` (HumanEval style), which goes first.
+    - When `prompt` defines `entry_point` (HumanEval: the signature and docstring) and the code
+      does not, the code is taken to continue the prompt, which goes first.
     - `setup_code` (MBPP's ``test_setup_code``) goes after the program, just before the tests:
       it may use what the program defines (MBPP 367 and 927 build trees of the solution's
       ``Node`` class).
@@ -292,8 +292,12 @@ def submitted_program(
     answers = _ANSWER_BLOCK.findall(completion)
     text = answers[-1] if answers else completion
     code = extract_code(text) or text
-    if entry_point and prompt and not re.search(rf"^\s*def\s+{re.escape(entry_point)}\s*\(", code, re.MULTILINE):
-        code = prompt + code
+    if entry_point and prompt:
+        defines = re.compile(rf"^\s*(async\s+)?def\s+{re.escape(entry_point)}\s*\(", re.MULTILINE)
+        # Only a prompt that is code (HumanEval: the signature and docstring) is continued; an
+        # MBPP prompt is prose, and code that defines its function otherwise (a lambda) stands.
+        if defines.search(prompt) and not defines.search(code):
+            code = prompt + code
     if setup_code and setup_code.strip():
         code = f"{code.rstrip()}\n\n{setup_code.strip()}\n"
     return code

@@ -335,8 +335,12 @@ def check_folder_path(key: str, folder: str) -> None:
     be written there: said now, not after the model has loaded."""
     path = Path(folder)
     for part in (path, *path.parents):
-        if part.exists():
-            if not part.is_dir():
+        try:
+            exists, is_dir = part.exists(), part.is_dir()
+        except OSError as error:  # a folder above it that cannot be read
+            raise ConfigError(f"{key}: cannot look at {part}: {error.strerror}") from None
+        if exists:
+            if not is_dir:
                 raise ConfigError(f"{key}: {part} is a file, not a folder" + ("" if part == path else f" (in {folder})"))
             return
 

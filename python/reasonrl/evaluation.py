@@ -26,7 +26,6 @@ from typing import Any
 
 import numpy as np
 
-from reasonrl.code import submitted_program
 from reasonrl.data.examples import Example
 from reasonrl.errors import InvalidInputError
 from reasonrl.math import extract_answer, verify_batch
@@ -492,6 +491,8 @@ def code_program(example: Example, completion: str) -> str:
     """The program a code completion submits for `example`: `reasonrl.code.submitted_program`
     with the problem's prompt, entry point and setup code (MBPP's ``test_setup_code``), the rule
     the ``code_accuracy`` reward applies in training too."""
+    from reasonrl.code import submitted_program  # the optional code module (see `_code_runner`)
+
     return submitted_program(
         completion, prompt=example.prompt, entry_point=example.entry_point, setup_code=_setup_code(example),
     )

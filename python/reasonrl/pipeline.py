@@ -122,17 +122,21 @@ def finished_stage(stage: StageConfig) -> bool:
     return stage.kind == "sft" or checkpoint_step(final) >= stage.run.steps
 
 
-def _finished_summary(stage_dir: Path) -> dict[str, Any]:
-    """The summary `run_stage` returned for a stage that finished earlier, from what it logged at
-    its last step: the training metrics and, for a GRPO stage, the evaluation."""
+def _finished_summary(stage: StageConfig) -> dict[str, Any]:
+    """The summary `run_stage` returned for a stage that finished earlier, rebuilt from what it
+    logged at its last step: the same keys (SFT: ``train`` and ``steps``; GRPO: ``train``, the
+    step's metrics as logged, and ``eval``)."""
     from reasonrl.trainer.logging import logged_at
 
+    stage_dir = Path(stage.run.output_dir)
     path = stage_dir / "metrics.jsonl"
     lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
-    steps = [json.loads(line).get("step", 0) for line in lines if line.strip()]
-    records = logged_at(stage_dir, max(steps)) if steps else []
+    last_step = max((json.loads(line).get("step", 0) for line in lines if line.strip()), default=0)
+    records = logged_at(stage_dir, last_step)
     logged: dict[str, Any] = next((r for r in reversed(records) if "reward/total" in r or "loss" in r), {})
-    train = {k: v for k, v in logged.items() if k not in ("step", "stage", "time") and not k.startswith("eval/")}
+    train = {k: v for k, v in logged.items() if k not in ("step", "stage", "time")}
+    if stage.kind == "sft":
+        return {"train": train, "steps": last_step}
     evaluation = {k.removeprefix("eval/"): v for r in records for k, v in r.items() if k.startswith("eval/")}
     return {"train": train, "eval": evaluation or None}
 
@@ -189,7 +193,7 @@ def run_pipeline(pipeline: PipelineConfig, *, resume: bool = False) -> list[dict
             final = Path(stage.run.output_dir) / "final"
             if is_main_process():
                 print(f"--resume: stage {stage.name} finished earlier ({final}); not run again")
-            summary = {**_finished_summary(Path(stage.run.output_dir)), "model": str(final), "resumed": "finished"}
+            summary = {**_finished_summary(stage), "model": str(final), "resumed": "finished"}
         else:
             summary = run_stage(stage, resume=resume, data=data[index])
         summary["stage"] = stage.name

@@ -31,8 +31,8 @@ overlong           DAPO soft overlong punishment: 0 up to ``max_len`` [4096] −
 repetition         ``max_penalty`` [−1.0] × share of repeated word ``n``-grams [3].
 code_accuracy      share of the test cases the submitted program passes, run in the sandbox
                    (``reasonrl.code``): the last fenced block (in the ``<answer>`` block if
-                   any), else the text; the problem's prompt goes first when it does not
-                   define ``entry_point``, ``test_setup_code`` after it (as evaluation reads
+                   any), else the text; the problem's prompt goes first when the code
+                   continues it (HumanEval), ``test_setup_code`` after it (as evaluation reads
                    it, ``reasonrl.code.submitted_program``); ``timeout_s`` [5], ``memory_mb``
                    [512]. Needs ``tests``; ``prompts``, ``entry_point`` and ``test_setup_code``
                    (columns) when the data set has them.
@@ -54,10 +54,12 @@ raises :class:`reasonrl.InvalidInputError` before any work is done.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import math
 import numbers
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -191,10 +193,7 @@ def _function_named(component: str, reference: Any) -> RewardFunction:
             path = Path(source).expanduser().resolve()
             if not path.is_file():
                 raise InvalidInputError(f"{where}: file not found: {path}")
-            spec = importlib.util.spec_from_file_location(f"reasonrl_user_rewards.{path.stem}", path)
-            assert spec is not None and spec.loader is not None
-            module = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(module)
+            module = _module_from_file(path)
         else:
             module = importlib.import_module(source)
     except InvalidInputError:
@@ -209,6 +208,26 @@ def _function_named(component: str, reference: Any) -> RewardFunction:
     if not callable(fn):
         raise InvalidInputError(f"{where}: {source!r} has no function {attribute!r}")
     return cast(RewardFunction, fn)
+
+
+def _module_from_file(path: Path) -> Any:
+    """The module of a reward file, loaded once per process (the config is checked, then the
+    trainer builds its rewards: the file's top level runs once). It is registered in
+    `sys.modules` under a name of its own, as an imported module is, so that dataclasses and
+    pickling (worker processes) find it."""
+    name = f"reasonrl_user_{path.stem}_{hashlib.sha1(str(path).encode()).hexdigest()[:10]}"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
 
 
 def chosen_options(

@@ -141,6 +141,18 @@ def test_the_training_reward_reads_a_program_as_evaluation_does():
     assert score_samples([example], [forms], [[1] * n]).records[0].correct == [v == 1.0 for v in expected]
 
 
+def test_a_prose_prompt_is_never_put_before_the_code():
+    """MBPP's prompt is prose: a solution that defines its function another way (a lambda) is
+    run as it is, not after a sentence that cannot compile."""
+    mbpp = Example("mbpp/1", "Write a function to add two numbers. Your code should pass: assert add(1, 2) == 3",
+                   tests=("assert add(1, 2) == 3",), entry_point="add")
+    forms = ["```python\nadd = lambda a, b: a + b\n```", "```python\nasync def helper():\n    pass\nadd = lambda a, b: a + b\n```"]
+    rewarded = RewardSpec([Component("acc", "code_accuracy")]).score(
+        forms, prompts=[mbpp.prompt] * 2, tests=[mbpp.tests] * 2, **code_columns([mbpp] * 2))
+    assert rewarded.components["acc"].tolist() == [1.0, 1.0]
+    assert submitted_program(BODY, prompt=HUMANEVAL_PROMPT, entry_point="add").startswith(HUMANEVAL_PROMPT)
+
+
 def test_setup_code_runs_after_the_program():
     """MBPP 367 and 927: the setup builds trees of the Node class that the solution defines."""
     solution = "class Node:\n    def __init__(self, v):\n        self.v = v\n"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 
 import numpy as np
 import pytest
@@ -340,10 +341,18 @@ def test_chosen_options_reads_each_completion_against_its_own_options():
 def test_a_python_reward_is_named_in_a_config_by_module_or_file(tmp_path, monkeypatch):
     from reasonrl.config import ConfigError, stage_from_dict
 
-    (tmp_path / "my_rewards.py").write_text("def brevity(completions, **kwargs):\n    return [1.0 / (1 + len(c)) for c in completions]\n")
+    (tmp_path / "my_rewards.py").write_text(
+        "from __future__ import annotations\nimport dataclasses\n\n"
+        "@dataclasses.dataclass\nclass Scale:\n    k: float = 1.0\n\n"  # a dataclass needs the module registered
+        "LOADS = []\nLOADS.append(1)\n\n"
+        "def brevity(completions, **kwargs):\n    return [Scale().k / (1 + len(c)) for c in completions]\n"
+    )
     monkeypatch.chdir(tmp_path)
     by_file = RewardSpec.from_config({"short": {"kind": "python", "function": "my_rewards.py:brevity", "weight": 2.0}})
     assert by_file.score(["a", "abc"]).total.tolist() == [1.0, 0.5]
+    again = RewardSpec.from_config({"short": {"kind": "python", "function": "my_rewards.py:brevity"}})
+    assert again.components[0].fn is by_file.components[0].fn  # the file ran once
+    assert sys.modules[by_file.components[0].fn.__module__].LOADS == [1]
     by_module = RewardSpec.from_config({"sq": {"kind": "python", "function": "math:sqrt"}})
     assert by_module.components[0].fn is math.sqrt
     stage = {"kind": "grpo", "model": {"name_or_path": "test:tiny"}, "data": {"train": "test:x"}}

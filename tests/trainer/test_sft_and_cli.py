@@ -332,7 +332,7 @@ stages:
     capsys.readouterr()
     grpo_logged = json.loads((runs / "grpo" / "metrics.jsonl").read_text().splitlines()[-1])
     assert summaries[1]["train"]["reward/total"] == grpo_logged["reward/total"]
-    assert "loss" in summaries[0]["train"]
+    assert "loss" in summaries[0]["train"] and summaries[0]["steps"] == 2
     assert not {"step", "stage", "time"} & (set(summaries[0]["train"]) | set(summaries[1]["train"]))
     assert "| time |" not in (runs / "report.md").read_text()
 

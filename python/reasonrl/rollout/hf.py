@@ -219,9 +219,10 @@ class HFRollout:
         """[N, T] mask up to and including the first EOS, and [N] whether there was none.
 
         Generation pads a row after its EOS, so the first EOS ends the completion. A row without
-        one either stopped on a stop string (its decoded text ends with one: it is finished, and
-        its mask ends at its last generated token, the padding after it left out) or ran out of
-        `max_new_tokens` (truncated: all T columns are its own).
+        one either stopped on a stop string (its last tokens spell one out, read as the decode
+        loop read them: it is finished, and its mask ends at its last generated token, the
+        padding after it left out) or ran out of `max_new_tokens` (truncated: all T columns are
+        its own).
         """
         is_eos = torch.isin(completion_ids, torch.tensor(self.eos_ids, device=completion_ids.device))
         N, T = completion_ids.shape
@@ -231,17 +232,18 @@ class HFRollout:
         mask = (positions <= first_eos[:, None]).long()  # [N, T]
         truncated = first_eos == T
         if sampling.stop:
-            texts = self.tokenizer.batch_decode(completion_ids * mask, skip_special_tokens=True)
-            # Decoding stops a row at the first token that completes a stop string (`_hit_stop`),
-            # so a row without an EOS that holds one stopped on it: "holds", not "ends with",
-            # since the text after it is the padding's (and a stop string may end inside a
-            # token, or be whitespace itself).
-            stopped = torch.tensor([any(s in t for s in sampling.stop) for t in texts], device=mask.device)
-            stopped &= truncated  # only rows without an EOS end on a stop string
-            truncated &= ~stopped
             # Both decode paths pad a stopped row after its last token: the stop string's end.
             generated = completion_ids != self.tokenizer.pad_token_id  # [N, T]
             last = T - 1 - generated.flip(dims=[1]).int().argmax(dim=1)  # [N] last non-pad column
+            # The row's last tokens, the window `_hit_stop` checked at each step (a token is at
+            # least one character): a stop string found there is the one the row stopped on,
+            # wherever in the window it ends (inside a token, or before trailing whitespace).
+            window = max(len(s) for s in sampling.stop)
+            tails = [completion_ids[row, max(0, int(last[row]) + 1 - window) : int(last[row]) + 1].tolist() for row in range(N)]
+            texts = self.tokenizer.batch_decode(tails, skip_special_tokens=True)
+            stopped = torch.tensor([any(s in t for s in sampling.stop) for t in texts], device=mask.device)
+            stopped &= truncated  # only rows without an EOS end on a stop string
+            truncated &= ~stopped
             end = torch.where(stopped, last, first_eos)  # [N]
             mask = (positions <= end[:, None]).long()
         return mask, truncated

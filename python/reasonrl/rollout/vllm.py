@@ -97,7 +97,8 @@ class VLLMRollout:
             "gpu_memory_utilization": r.gpu_memory_utilization,
             "enable_sleep_mode": r.sleep_mode,
             "max_model_len": r.max_model_len,
-            "seed": config.run.seed + rank(),  # ranks sample different completions
+            # Ranks sample different completions; vLLM seeds numpy too, which takes < 2**32.
+            "seed": (config.run.seed + rank()) % 2**32,
             # Log-probs after temperature, as the trainer computes them (vLLM ≥ 0.10.2).
             "logprobs_mode": "processed_logprobs",
         }

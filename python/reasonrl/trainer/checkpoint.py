@@ -132,9 +132,13 @@ def load_trainer_state(
     elif optimizer is not None and saved_optimizer is not None:
         optimizer.load_state_dict(saved_optimizer)  # an older single-process checkpoint: inline
     if scheduler is not None and payload["scheduler"] is not None:
-        configured = list(scheduler.base_lrs)
+        # A LambdaLR (what `build_optimizer` makes) gives the rate at a step from scratch; other
+        # schedulers' state is the whole story and is restored as saved.
+        follows_config = optimizer is not None and isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR)
+        configured = list(scheduler.base_lrs) if follows_config else []
         scheduler.load_state_dict(payload["scheduler"])
-        if optimizer is not None and hasattr(scheduler, "lr_lambdas"):
+        if follows_config:
+            assert optimizer is not None
             _follow_the_configured_schedule(scheduler, optimizer, configured)
     rng = payload["rng"]
     rng_per_rank = rng if isinstance(rng, list) else [rng]
@@ -143,16 +147,18 @@ def load_trainer_state(
     return dict(payload["state"])
 
 
-def _follow_the_configured_schedule(scheduler: Any, optimizer: torch.optim.Optimizer, base_lrs: list[float]) -> None:
+def _follow_the_configured_schedule(
+    scheduler: torch.optim.lr_scheduler.LambdaLR, optimizer: torch.optim.Optimizer, base_lrs: list[float]
+) -> None:
     """The checkpoint gives the schedule's position (its step); the run's config gives the
     schedule. A run resumed with more `run.steps` stretches its cosine (or a new `optim.lr`
     scales it), so the next step's learning rate is the configured schedule's at this step,
     not the rate saved at the end of the shorter one. Unchanged, it is the same number."""
-    scheduler.base_lrs = base_lrs
-    lrs = [base * factor(scheduler.last_epoch) for base, factor in zip(base_lrs, scheduler.lr_lambdas)]
+    lrs: list[Any] = [base * factor(scheduler.last_epoch) for base, factor in zip(base_lrs, scheduler.lr_lambdas)]
     for group, base, lr in zip(optimizer.param_groups, base_lrs, lrs):
         group["initial_lr"], group["lr"] = base, lr
-    scheduler._last_lr = lrs
+    configured: list[Any] = list(base_lrs)
+    scheduler.base_lrs, scheduler._last_lr = configured, lrs
 
 
 def checkpoint_step(directory: Path) -> int:

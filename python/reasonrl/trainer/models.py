@@ -100,14 +100,15 @@ def load_tokenizer(path: str, *, trust_remote_code: bool = False) -> Any:
 
 
 def turn_off_dropout(model: torch.nn.Module) -> int:
-    """Sets every dropout rate in `model` to 0; returns how many were not.
+    """Sets the dropout rates in `model` to 0 (`nn.Dropout` modules, and float attributes named
+    ``*dropout*`` or ``*pdrop``); returns how many were not 0. Layer drop and drop-path, which
+    decoder LMs do not use, are left as they are.
 
     In RL the log-probs of the policy that sampled, of the policy being trained and of the
     reference must be those of one function: with dropout on, the importance ratio and the KL
     are noise before any update (the sampler and the reference run in eval mode, the training
-    forward does not). Covers `nn.Dropout` modules and the float rates that attention modules
-    keep as attributes (`attention_dropout`, `attn_pdrop`, ...) and apply themselves while
-    training."""
+    forward does not). Attention modules keep their rate as such an attribute
+    (`attention_dropout`, `attn_pdrop`) and apply it themselves while training."""
     changed = 0
     for module in model.modules():
         if isinstance(module, torch.nn.modules.dropout._DropoutNd):

@@ -223,7 +223,8 @@ mod tests {
         let c: Vec<String> =
             ["A triangle", "A square", "B", "none"].iter().map(|s| s.to_string()).collect();
         assert_eq!(chosen_option("<answer>A square</answer>", &c), Some(1));
-        assert_eq!(chosen_option("The answer is a square.", &c), Some(1));
+        assert_eq!(chosen_option("The answer is A square.", &c), Some(1)); // not letter A
+        assert_eq!(chosen_option("A triangle", &c), Some(0));
         assert_eq!(chosen_option("<answer>A</answer>", &c), Some(0)); // a lone letter stays a letter
         assert_eq!(chosen_option("<answer>B</answer>", &c), Some(1));
         assert_eq!(chosen_option("<answer>A) triangle</answer>", &c), Some(0));
