@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
+import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -54,6 +55,15 @@ def _loaded(names: dict[str, str], source: str, **options: Any) -> list[Any]:
 def check_machine(config: StageConfig) -> None:
     """What the config asks of this machine, checked before any model is loaded (a hub model
     would be downloaded first)."""
+    from reasonrl.trainer.distributed import check_strategy
+
+    check_strategy(config.distributed, int(os.environ.get("WORLD_SIZE", "1")))
+    if config.distributed.cpu_offload and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError("distributed.cpu_offload: moves GPU memory to the CPU and needs CUDA GPUs; "
+                              "leave it false on CPUs")
     if config.kind != "grpo":
         return
     if config.rollout.backend == "vllm" and importlib.util.find_spec("vllm") is None:

@@ -471,8 +471,12 @@ class RewardSpec:
 
         TRL passes data-set columns as keyword arguments; an ``answer`` or ``solution`` column
         serves as ``answers`` when that is not given. TRL also passes ``prompts``: without
-        ``group_ids``, completions of the same prompt form a group (for ``kimi_length``).
+        ``group_ids``, completions of the same prompt form a group (for ``kimi_length``); and
+        ``completion_ids``: without ``lengths``, the length components count those tokens, as in
+        training, not characters.
         """
+        if kwargs.get("lengths") is None and kwargs.get("completion_ids") is not None:
+            kwargs["lengths"] = [len(ids) for ids in kwargs["completion_ids"]]
         if "answers" not in kwargs:
             for column in ("answer", "solution"):
                 if column in kwargs:

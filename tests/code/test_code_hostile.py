@@ -242,3 +242,14 @@ def test_the_host_survived_its_kill_attempt():
     # Reaching this line means the pytest process was not killed; its parent is alive too.
     os.kill(os.getppid(), 0)
     assert signal.getsignal(signal.SIGINT) is not None
+
+
+@pytest.mark.parametrize("patch", [
+    "builtins.exec = lambda *args, **kwargs: None",
+    "real = builtins.compile\nbuiltins.compile = lambda *args, **kwargs: real('pass', 'test.py', 'exec')",
+])
+def test_a_program_that_replaces_exec_or_compile_passes_no_test(patch):
+    """The harness runs the tests with the exec and compile it held before the program ran: a
+    program that swaps in ones that run nothing does not turn failing tests into passes."""
+    [result] = run_tests([f"import builtins\n{patch}\n"], [["assert 1 == 2", "assert False"]])
+    assert (result.tests_passed, result.tests_total) == (0, 2) and not result.passed, result

@@ -366,3 +366,12 @@ def test_a_python_reward_is_named_in_a_config_by_module_or_file(tmp_path, monkey
         entry = {"kind": "python"} if function is None else {"kind": "python", "function": function}
         with pytest.raises(ConfigError, match=re.escape(message)):
             stage_from_dict({**stage, "reward": {"short": entry}})
+
+
+def test_trl_call_form_counts_lengths_in_the_tokens_trl_passes():
+    """TRL passes `completion_ids`: the length components count tokens, as the trainer does."""
+    spec = RewardSpec([Component("over", "overlong", 1.0, {"max_len": 20, "cache": 10})])
+    completions = ["short", "a completion of thirty characters"[:30]]
+    by_tokens = spec(completions=completions, prompts=["p", "p"], completion_ids=[[0] * 8, [0] * 8])
+    assert by_tokens == [0.0, 0.0]  # 8 tokens each: inside the budget
+    assert spec(completions=completions, prompts=["p", "p"])[1] < 0  # 30 characters: past it

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 
 from reasonrl.config import ConfigError, PipelineConfig, StageConfig, load_config, stage_from_dict
 
@@ -240,3 +241,18 @@ def test_an_output_folder_that_is_a_file_and_a_seed_out_of_range_are_config_erro
     assert main(["demo", "--output-dir", str(blocker)]) == 2
     with pytest.raises(SystemExit):
         main(["demo", "--seed", str(2**70)])
+
+
+def test_settings_that_cannot_work_under_torchrun_are_refused_before_the_model_loads(monkeypatch):
+    from reasonrl.pipeline import check_machine
+
+    stage = {"kind": "grpo", "model": {"name_or_path": "test:tiny"}, "data": {"train": "test:x"},
+             "reward": {"accuracy": {"kind": "math_accuracy"}}}
+    alone = stage_from_dict({**stage, "distributed": {"strategy": "none", "cpu_offload": True}})
+    check_machine(alone)  # one process: nothing to shard, nothing to refuse
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ConfigError, match=r"distributed.strategy: 'none' under torchrun would train 2 separate models"):
+        check_machine(stage_from_dict({**stage, "distributed": {"strategy": "none"}}))
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match=r"distributed.cpu_offload: .* needs CUDA GPUs"):
+            check_machine(stage_from_dict({**stage, "distributed": {"cpu_offload": True}}))

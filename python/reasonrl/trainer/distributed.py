@@ -177,9 +177,19 @@ def barrier() -> None:
 
 def resolve_strategy(config: DistributedConfig) -> Strategy:
     """``none`` in a single process whatever the config asks (nothing to shard or average)."""
-    if world_size() == 1 or config.strategy == "none":
+    if world_size() == 1:
         return "none"
+    check_strategy(config, world_size())
     return "fsdp" if config.strategy == "auto" else config.strategy
+
+
+def check_strategy(config: DistributedConfig, processes: int) -> None:
+    """What `processes` processes cannot do with `config`; raises ConfigError."""
+    if processes > 1 and config.strategy == "none":
+        raise ConfigError(
+            f"distributed.strategy: 'none' under torchrun would train {processes} separate models that "
+            "drift apart (nothing averages their gradients); use auto, fsdp or ddp"
+        )
 
 
 def _sharding_units(model: torch.nn.Module) -> list[torch.nn.Module]:

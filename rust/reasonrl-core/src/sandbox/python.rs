@@ -173,6 +173,10 @@ const HARNESS: &str = r#"
 def _harness(nonce, report_fd, n_tests):
     import builtins, os, sys
 
+    # Held here, not looked up when the tests run: a program that replaces `builtins.exec` or
+    # `builtins.compile` (with a function that runs nothing) would otherwise pass every test.
+    exec_, compile_ = builtins.exec, builtins.compile
+
     names = ["program.py"] + ["test_%d.py" % i for i in range(n_tests)]
     sources = []
     for name in names:
@@ -207,7 +211,7 @@ def _harness(nonce, report_fd, n_tests):
 
     def run(code, namespace):
         try:
-            exec(code, namespace)
+            exec_(code, namespace)
         except MemoryError:
             return "memory"
         except SystemExit as exit:
@@ -222,7 +226,7 @@ def _harness(nonce, report_fd, n_tests):
 
     def compiled(source, name):
         try:
-            return compile(source, name, "exec")
+            return compile_(source, name, "exec")
         except (SyntaxError, ValueError) as error:  # ValueError: a NUL byte in the source
             show(error, 99)
             return None
