@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
-import json
 import os
 import re
 from collections.abc import Iterator
@@ -21,7 +20,7 @@ from typing import Any
 from reasonrl.config import PipelineConfig, StageConfig
 from reasonrl.data import get_template, load_examples
 from reasonrl.errors import ConfigError, ReasonRLError, named_by
-from reasonrl.report import write_report
+from reasonrl.report import read_metrics, write_report
 
 
 def load_stage_data(config: StageConfig) -> tuple[list[Any], list[Any]]:
@@ -57,8 +56,9 @@ def check_machine(config: StageConfig) -> None:
     would be downloaded first)."""
     from reasonrl.trainer.distributed import check_strategy
 
-    check_strategy(config.distributed, int(os.environ.get("WORLD_SIZE", "1")))
-    if config.distributed.cpu_offload and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    processes = int(os.environ.get("WORLD_SIZE", "1"))  # set by torchrun; the group is not joined yet
+    check_strategy(config.distributed, processes)
+    if config.distributed.cpu_offload and processes > 1:
         import torch
 
         if not torch.cuda.is_available():
@@ -136,13 +136,10 @@ def _finished_summary(stage: StageConfig) -> dict[str, Any]:
     """The summary `run_stage` returned for a stage that finished earlier, rebuilt from what it
     logged at its last step: the same keys (SFT: ``train`` and ``steps``; GRPO: ``train``, the
     step's metrics as logged, and ``eval``)."""
-    from reasonrl.trainer.logging import logged_at
-
-    stage_dir = Path(stage.run.output_dir)
-    path = stage_dir / "metrics.jsonl"
-    lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
-    last_step = max((json.loads(line).get("step", 0) for line in lines if line.strip()), default=0)
-    records = logged_at(stage_dir, last_step)
+    path = Path(stage.run.output_dir) / "metrics.jsonl"
+    logged_records = read_metrics(path) if path.exists() else []
+    last_step = max((r["step"] for r in logged_records), default=0)
+    records = [r for r in logged_records if r["step"] == last_step]
     logged: dict[str, Any] = next((r for r in reversed(records) if "reward/total" in r or "loss" in r), {})
     train = {k: v for k, v in logged.items() if k not in ("step", "stage", "time")}
     if stage.kind == "sft":

@@ -49,7 +49,12 @@ fn bare_option(completion: &str, choices: &[String]) -> Option<usize> {
     {
         return Some(k);
     }
-    let wanted = normalise_text(&cleaned);
+    option_with_text(&cleaned, choices)
+}
+
+/// The option whose text `candidate` is (case, spacing and a final period ignored).
+fn option_with_text(candidate: &str, choices: &[String]) -> Option<usize> {
+    let wanted = normalise_text(candidate);
     choices.iter().position(|choice| !wanted.is_empty() && normalise_text(choice) == wanted)
 }
 
@@ -79,13 +84,10 @@ fn option_named_by(candidate: &str, choices: &[String]) -> Option<usize> {
         let k = (c.to_ascii_uppercase() as usize).checked_sub('A' as usize)?;
         (c.is_ascii_alphabetic() && k < choices.len()).then_some(k)
     };
-    let wanted = normalise_text(&cleaned);
-    let by_text =
-        || choices.iter().position(|choice| !wanted.is_empty() && normalise_text(choice) == wanted);
     // An option's own text first: "A triangle has three sides" names that option, not letter A.
     // A lone letter is read as a letter even where an option's text is that letter.
     if cleaned.chars().count() > 2 {
-        if let Some(k) = by_text() {
+        if let Some(k) = option_with_text(&cleaned, choices) {
             return Some(k);
         }
     }
@@ -100,7 +102,7 @@ fn option_named_by(candidate: &str, choices: &[String]) -> Option<usize> {
             }
         }
     }
-    by_text()
+    option_with_text(&cleaned, choices)
 }
 
 /// Strips wrappers models put around a letter: spaces, `$`, `**`, `\text{}`, parentheses.
